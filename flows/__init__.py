@@ -1,0 +1,1 @@
+"""Routing flows: records, identity resolution, sync, orders/BOMs, urges, replay."""

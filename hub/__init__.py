@@ -1,0 +1,1 @@
+"""eai-hub runtime: settings, broker, store, correctness core, admin API, CLI."""

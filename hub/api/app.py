@@ -1,0 +1,75 @@
+"""The admin API (FastAPI): health, readiness, AsyncAPI, metrics, flows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub import metrics
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(
+        title="eai-hub admin API",
+        version="0.1.0",
+        description="Monitor flows and connectors, dead letters, replay; see docs/.",
+    )
+    app.state.hub = hub
+    asyncapi_doc: dict[str, Any] = {}
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        """Readiness: broker and store reachable."""
+        checks = await hub.ready()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/asyncapi.json", tags=["contracts"])
+    async def asyncapi() -> dict[str, Any]:
+        """AsyncAPI 3.0 document of every topic the hub uses."""
+        if not asyncapi_doc:
+            from hub.asyncapi import build
+
+            asyncapi_doc.update(build())
+        return asyncapi_doc
+
+    @app.get("/metrics", tags=["monitoring"], response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/flows", tags=["monitoring"])
+    async def flows() -> list[dict[str, Any]]:
+        """Each flow with its counters, last error and committed positions."""
+        out = []
+        for r in hub.runners:
+            m = r.metrics
+            out.append(
+                {
+                    "name": r.name,
+                    "topics": r.processor.spec.topics,
+                    "consumed": m.consumed,
+                    "applied": m.applied,
+                    "duplicates": m.duplicates,
+                    "dead_lettered": m.dead_lettered,
+                    "retries": m.retries,
+                    "last_error": m.last_error,
+                    "positions": [
+                        {"topic": t, "partition": p, "offset": o}
+                        for (t, p), o in sorted(m.positions.items())
+                    ],
+                }
+            )
+        return out
+
+    return app

@@ -1,0 +1,177 @@
+"""Kafka clients configured from settings, topic creation and end offsets.
+
+End offsets come from a fetch's high watermark as well as from ListOffsets: the embedded broker
+answers ListOffsets(latest) with the base offset of the last batch + 1, Apache Kafka with the
+true end. Taking the maximum of both is correct on either broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnreachable(RuntimeError):
+    pass
+
+
+def client_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            ctx.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
+        kw["ssl_context"] = ctx
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        kw["sasl_plain_username"] = settings.kafka_sasl_username
+        kw["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    return kw
+
+
+def idempotence(settings: Settings, embedded: bool) -> bool:
+    if settings.kafka_idempotence == "auto":
+        # The embedded broker fails InitProducerId; Apache Kafka supports it.
+        return not embedded
+    return settings.kafka_idempotence == "on"
+
+
+def make_producer(settings: Settings, bootstrap: str, embedded: bool) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_kwargs(settings, bootstrap),
+        acks="all",
+        enable_idempotence=idempotence(settings, embedded),
+        linger_ms=5,
+        max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
+        request_timeout_ms=30_000,
+    )
+
+
+def make_consumer(
+    settings: Settings, bootstrap: str, *topics: str, group_id: str | None, **extra: Any
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        **client_kwargs(settings, bootstrap),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 1_048_576),
+        fetch_max_bytes=max(settings.max_message_bytes * 4, 52_428_800),
+        **extra,
+    )
+
+
+async def check_reachable(settings: Settings, bootstrap: str) -> None:
+    """Raise BrokerUnreachable naming the address if metadata cannot be had in time."""
+    admin = AIOKafkaAdminClient(
+        **client_kwargs(settings, bootstrap), request_timeout_ms=5000, retry_backoff_ms=200
+    )
+    try:
+        await asyncio.wait_for(admin.start(), settings.kafka_connect_timeout_s)
+        await asyncio.wait_for(admin.list_topics(), settings.kafka_connect_timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
+        raise BrokerUnreachable(
+            f"Kafka broker at {bootstrap} is unreachable after "
+            f"{settings.kafka_connect_timeout_s:.0f}s: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings, bootstrap: str, names: list[str]) -> list[str]:
+    """Create missing topics with the configured partitions, replication and retention."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings, bootstrap))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        configs = {"retention.ms": str(settings.topic_retention_ms)}
+        if settings.topic_min_insync_replicas:
+            configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+        missing = [n for n in names if n not in existing]
+        if missing:
+            new = [
+                NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=configs)
+                for n in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics: %s", ", ".join(missing))
+        return missing
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    topic: str
+    partition: int
+    end_offset: int
+
+
+async def topic_end_offsets(
+    settings: Settings, bootstrap: str, topics: list[str] | None = None
+) -> list[PartitionInfo]:
+    consumer = make_consumer(settings, bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        names = sorted(topics if topics is not None else await consumer.topics())
+        tps = [
+            TopicPartition(t, p)
+            for t in names
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        return [
+            PartitionInfo(tp.topic, tp.partition, off)
+            for tp, off in (await end_offsets(consumer, tps)).items()
+        ]
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """True end offsets on Apache Kafka and on the embedded broker (see module docstring).
+
+    ``consumer`` must be a group-less consumer: it is assigned the partitions for the probe.
+    """
+    if not tps:
+        return {}
+    listed = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, max(listed[tp] - 1, 0))
+    result = dict(listed)
+    pending = {tp for tp in tps if listed[tp] > 0}
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while pending and asyncio.get_running_loop().time() < deadline:
+        await consumer.getmany(*pending, timeout_ms=200, max_records=1)
+        for tp in list(pending):
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                result[tp] = max(result[tp], hw)
+                pending.discard(tp)
+    return result

@@ -1,0 +1,153 @@
+"""The eai-hub command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.settings import Settings
+
+app = typer.Typer(help="eai-hub: enterprise application integration hub on Kafka.", no_args_is_help=True)
+contracts_app = typer.Typer(help="Canonical message contracts.", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
+console = Console()
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    workers: int = typer.Option(None, help="worker processes in one consumer group"),
+    host: str = typer.Option(None, help="admin API bind address (EAI_HOST)"),
+    port: int = typer.Option(None, help="admin API port (EAI_PORT)"),
+) -> None:
+    """Start the hub: broker (embedded unless EAI_KAFKA_BOOTSTRAP), store, flows, admin API."""
+    overrides = {k: v for k, v in {"workers": workers, "host": host, "port": port}.items() if v}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    _logging(settings.log_level)
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    from hub.broker.kafka import BrokerUnreachable
+    from hub.runtime import Hub
+    from hub.store.db import StoreUnavailable
+
+    hub = Hub(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, hub.request_stop)
+    extra: list[subprocess.Popen[bytes]] = []
+    try:
+        try:
+            await hub.start()
+        except (BrokerUnreachable, StoreUnavailable, RuntimeError) as exc:
+            _fail(str(exc))
+        console.print(
+            f"[green]eai-hub ready[/]: admin API http://{settings.host}:{settings.port} "
+            f"broker {hub.bootstrap}{' (embedded)' if hub.embedded else ''}"
+        )
+        for i in range(settings.workers - 1):
+            extra.append(_spawn_worker(hub.bootstrap, i + 2))
+        await hub.wait()
+    finally:
+        for p in extra:
+            p.terminate()
+        for p in extra:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        await hub.stop()
+
+
+def _spawn_worker(bootstrap: str, n: int) -> subprocess.Popen[bytes]:
+    from hub.broker.embedded import _die_with_parent
+
+    env = dict(os.environ, EAI_KAFKA_BOOTSTRAP=bootstrap, EAI_WORKER_NAME=f"worker-{n}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "worker"], env=env, preexec_fn=_die_with_parent
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run flows only (no admin API) in the hub's consumer groups; EAI_KAFKA_BOOTSTRAP required."""
+    settings = Settings()
+    _logging(settings.log_level)
+    if not settings.kafka_bootstrap:
+        _fail("a worker joins a running hub: set EAI_KAFKA_BOOTSTRAP")
+    from hub.runtime import serve
+
+    asyncio.run(serve(settings, serve_api=False))
+
+
+@contracts_app.command("export")
+def contracts_export(directory: Path = typer.Argument(..., help="where to write the schemas")) -> None:
+    """Write one JSON Schema file per canonical model."""
+    from contracts.export import export_schemas
+
+    paths = export_schemas(directory)
+    for p in paths:
+        console.print(str(p))
+    console.print(f"[green]{len(paths)} schemas written[/]")
+
+
+@app.command()
+def topics(
+    bootstrap: str = typer.Option(None, help="bootstrap servers (default EAI_KAFKA_BOOTSTRAP)"),
+) -> None:
+    """List topics with their partitions and end offsets."""
+    settings = Settings()
+    bs = bootstrap or settings.kafka_bootstrap
+    if not bs:
+        _fail("no broker: pass --bootstrap or set EAI_KAFKA_BOOTSTRAP (the embedded one lives "
+              "inside a running hub; GET /topics on its admin API)")
+    from hub.broker.kafka import BrokerUnreachable, check_reachable, topic_end_offsets
+
+    async def _list() -> list:  # type: ignore[type-arg]
+        await check_reachable(settings, bs)
+        return await topic_end_offsets(settings, bs)
+
+    try:
+        parts = asyncio.run(_list())
+    except BrokerUnreachable as exc:
+        _fail(str(exc))
+    table = Table("topic", "partition", "end offset")
+    for p in parts:
+        table.add_row(p.topic, str(p.partition), str(p.end_offset))
+    console.print(table)
+
+
+def _mount_optional() -> None:
+    try:
+        from flows.identity.cli import dedup_app
+    except ImportError:  # pragma: no cover - while the flow is being built
+        return
+    app.add_typer(dedup_app, name="dedup", help="Deduplicate customers and materials (batch).")
+
+
+_mount_optional()
+
+if __name__ == "__main__":
+    app()

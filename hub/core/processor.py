@@ -1,0 +1,234 @@
+"""Batch processing with exactly-once effect: the one mechanism every flow runs on.
+
+For a batch of consumed records, in ONE store transaction:
+  decode and validate each record (failures -> dead letter, the stream goes on),
+  skip message_ids the ledger already holds for this flow,
+  apply each new message inside a savepoint (a failing message -> dead letter, the others stay),
+  write outgoing messages to the outbox, record the ids in the ledger,
+then commit. Kafka offsets are committed by the caller only after this returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts.envelope import Envelope
+from contracts.errors import ContractError
+from hub.core import faults
+from hub.core.dlq import Failure, dead_letter
+from hub.core.errors import PermanentError, TransientError
+from hub.core.inbound import InboundRecord, headers_to_json
+from hub.core.ledger import already_processed, mark_processed
+from hub.core.outbox import add_rows, envelope_values, outbox_values
+from hub.store.models import JournalEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FlowContext:
+    """What a handler may touch: the batch's session and the outbox of this batch."""
+
+    session: AsyncSession
+    flow: str
+    record: InboundRecord
+    outbox: list[dict[str, object]] = field(default_factory=list)
+
+    def emit(self, topic: str, env: Envelope, key: str | None = None) -> None:
+        self.outbox.append(envelope_values(topic, env, key))
+
+    def emit_raw(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.outbox.append(outbox_values(topic, value, key, headers))
+
+
+Handler = Callable[[FlowContext, Envelope, BaseModel | None], Awaitable[None]]
+Decoder = Callable[[InboundRecord], Envelope]
+
+
+def decode_envelope(rec: InboundRecord) -> Envelope:
+    if rec.value is None:
+        raise ContractError("value", None, "a message must have a value (tombstones are not accepted)")
+    return Envelope.from_bytes(rec.value)
+
+
+@dataclass
+class FlowSpec:
+    name: str
+    topics: list[str]
+    handle: Handler
+    validate_body: bool = True
+    journal: bool = False
+    decode: Decoder = decode_envelope
+
+
+@dataclass
+class BatchStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass
+class _Decoded:
+    rec: InboundRecord
+    env: Envelope | None = None
+    body: BaseModel | None = None
+    failure: Failure | None = None
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        spec: FlowSpec,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_message_bytes: int,
+        on_committed: Callable[[], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.sessions = sessions
+        self.max_message_bytes = max_message_bytes
+        self.on_committed = on_committed
+
+    def _decode(self, rec: InboundRecord) -> _Decoded:
+        size = len(rec.value or b"") + len(rec.key or b"")
+        if size > self.max_message_bytes:
+            return _Decoded(
+                rec,
+                failure=Failure(
+                    "receive",
+                    f"field 'value' value <{size} bytes>: message larger than the limit of "
+                    f"{self.max_message_bytes} bytes (EAI_MAX_MESSAGE_BYTES)",
+                    "Oversize",
+                ),
+            )
+        try:
+            env = self.spec.decode(rec)
+        except ContractError as exc:
+            stage = "deserialize" if exc.field in ("encoding", "json", "value") else "validate"
+            return _Decoded(rec, failure=Failure(stage, exc.reason, "ContractError"))
+        except PermanentError as exc:
+            return _Decoded(rec, failure=Failure(exc.stage, str(exc), type(exc).__name__))
+        body = None
+        if self.spec.validate_body:
+            from contracts.registry import validate_body
+
+            try:
+                body = validate_body(env)
+            except ContractError as exc:
+                return _Decoded(rec, env=env, failure=Failure("validate", exc.reason, "ContractError"))
+        return _Decoded(rec, env=env, body=body)
+
+    async def process(self, records: Sequence[InboundRecord]) -> BatchStats:
+        """Apply one batch. Raises TransientError (nothing committed) for the caller to retry."""
+        t0 = time.perf_counter()
+        stats = BatchStats()
+        decoded = [self._decode(r) for r in records]
+        try:
+            async with self.sessions() as session, session.begin():
+                await self._apply(session, decoded, stats)
+        except TransientError:
+            raise
+        except Exception as exc:  # the store itself failed: retry the whole batch
+            raise TransientError(f"store transaction failed: {type(exc).__name__}: {exc}") from exc
+        faults.reached("after_store_commit")
+        if self.on_committed:
+            self.on_committed()
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    async def _apply(self, session: AsyncSession, decoded: list[_Decoded], stats: BatchStats) -> None:
+        flow = self.spec.name
+        if self.spec.journal:
+            await self._journal(session, decoded)
+        ids = [str(d.env.message_id) for d in decoded if d.env is not None and d.failure is None]
+        seen = await already_processed(session, flow, ids)
+        outbox: list[dict[str, object]] = []
+        done: list[str] = []
+        for d in decoded:
+            env = d.env
+            mid = str(env.message_id) if env is not None else None
+            if d.failure is not None:
+                await dead_letter(
+                    session, flow, d.rec, d.failure, message_id=mid,
+                    source_system=env.source_system if env else d.rec.header("eai.source_system"),
+                )
+                stats.dead_lettered += 1
+                stats.last_error = d.failure.reason
+                continue
+            assert env is not None and mid is not None
+            if mid in seen:
+                stats.duplicates += 1
+                continue
+            ctx = FlowContext(session, flow, d.rec)
+            try:
+                async with session.begin_nested():
+                    await self.spec.handle(ctx, env, d.body)
+            except TransientError:
+                raise
+            except Exception as exc:
+                stage = exc.stage if isinstance(exc, PermanentError) else "process"
+                reason = exc.reason if isinstance(exc, ContractError) else str(exc) or repr(exc)
+                log.warning("flow %s: message %s dead-lettered: %s", flow, mid, reason)
+                await dead_letter(
+                    session, flow, d.rec, Failure(stage, reason, type(exc).__name__),
+                    message_id=mid, source_system=env.source_system,
+                )
+                stats.dead_lettered += 1
+                stats.last_error = reason
+                seen.add(mid)
+                continue
+            outbox.extend(ctx.outbox)
+            seen.add(mid)
+            done.append(mid)
+            stats.applied += 1
+        await add_rows(session, outbox)
+        await mark_processed(session, flow, done)
+        faults.reached("before_store_commit")
+
+    async def _journal(self, session: AsyncSession, decoded: list[_Decoded]) -> None:
+        from sqlalchemy import tuple_
+
+        from sqlalchemy import select
+
+        keys = [(d.rec.topic, d.rec.partition, d.rec.offset) for d in decoded]
+        existing = set(
+            (
+                await session.execute(
+                    select(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).where(
+                        tuple_(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).in_(keys)
+                    )
+                )
+            ).tuples()
+        )
+        rows: list[dict[str, Any]] = []
+        for d in decoded:
+            if (d.rec.topic, d.rec.partition, d.rec.offset) in existing:
+                continue
+            rows.append(
+                {
+                    "topic": d.rec.topic,
+                    "partition": d.rec.partition,
+                    "offset": d.rec.offset,
+                    "timestamp_ms": d.rec.timestamp_ms,
+                    "key": d.rec.key,
+                    "value": d.rec.value or b"",
+                    "headers": headers_to_json(d.rec.headers),
+                    "message_id": str(d.env.message_id) if d.env else None,
+                    "source_system": d.env.source_system if d.env else None,
+                }
+            )
+        if rows:
+            await session.execute(insert(JournalEntry), rows)

@@ -1,0 +1,131 @@
+"""The outbox relay: publishes committed outbox rows and marks them sent.
+
+At-least-once by construction: a crash after publishing and before marking repeats the publish,
+and every consumer drops the repeat through its ledger (same message_id). Rows are claimed
+with a lease so that several workers can run relays; on PostgreSQL the claim uses
+FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub.core import faults
+from hub.core.inbound import headers_from_json
+from hub.store.models import OutboxRow
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        *,
+        batch_size: int = 1000,
+        interval_ms: int = 200,
+        lease_s: float = 30.0,
+    ) -> None:
+        self.sessions = sessions
+        self.producer = producer
+        self.batch_size = batch_size
+        self.interval = interval_ms / 1000
+        self.lease = timedelta(seconds=lease_s)
+        self.published = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                n = await self.publish_once()
+            except Exception as exc:
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: %s", self.last_error)
+                n = 0
+                await asyncio.sleep(min(5.0, self.interval * 5))
+            if n >= self.batch_size:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    async def _claim(self) -> list[OutboxRow]:
+        now = datetime.now(UTC)
+        async with self.sessions() as s, s.begin():
+            q = (
+                select(OutboxRow)
+                .where(
+                    OutboxRow.sent_at.is_(None),
+                    or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < now),
+                )
+                .order_by(OutboxRow.id)
+                .limit(self.batch_size)
+            )
+            if s.bind.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            rows = list((await s.execute(q)).scalars())
+            if rows:
+                await s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_([r.id for r in rows]))
+                    .values(lease_until=now + self.lease, attempts=OutboxRow.attempts + 1)
+                )
+            return rows
+
+    async def publish_once(self) -> int:
+        rows = await self._claim()
+        if not rows:
+            return 0
+        futures = [
+            await self.producer.send(
+                r.topic, value=r.value, key=r.key, headers=headers_from_json(r.headers)
+            )
+            for r in rows
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        sent = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        errors = [res for res in results if isinstance(res, BaseException)]
+        faults.reached("after_publish_before_mark")
+        now = datetime.now(UTC)
+        async with self.sessions() as s, s.begin():
+            if sent:
+                await s.execute(update(OutboxRow).where(OutboxRow.id.in_(sent)).values(sent_at=now))
+            if errors:
+                failed = [r.id for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+                await s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(failed))
+                    .values(lease_until=None, last_error=str(errors[0])[:1000])
+                )
+        self.published += len(sent)
+        if errors:
+            self.failures += len(errors)
+            self.last_error = str(errors[0])
+            raise RuntimeError(f"{len(errors)} outbox rows not published: {errors[0]}")
+        return len(rows)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Publish everything pending (used on shutdown and in tests)."""
+        async with asyncio.timeout(timeout_s):
+            while await self.publish_once():
+                pass

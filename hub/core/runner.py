@@ -1,0 +1,116 @@
+"""Runs one flow: a batch consume loop on aiokafka, offsets committed after the store commit.
+
+A raw getmany loop rather than a per-message subscriber: the hot path takes a batch, applies it
+in one store transaction and commits offsets once (see bench/ and docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from hub.core import faults
+from hub.core.errors import TransientError
+from hub.core.inbound import InboundRecord
+from hub.core.processor import BatchProcessor, BatchStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FlowMetrics:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_batch_at: float | None = None
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def add(self, n: int, s: BatchStats) -> None:
+        self.consumed += n
+        self.applied += s.applied
+        self.duplicates += s.duplicates
+        self.dead_lettered += s.dead_lettered
+        self.batches += 1
+        self.last_batch_at = time.time()
+        if s.last_error:
+            self.last_error, self.last_error_at = s.last_error, time.time()
+
+
+class FlowRunner:
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        consumer: AIOKafkaConsumer,
+        *,
+        batch_size: int,
+        poll_timeout_ms: int,
+        backoff_initial_ms: int,
+        backoff_max_ms: int,
+    ) -> None:
+        self.processor = processor
+        self.consumer = consumer
+        self.batch_size = batch_size
+        self.poll_timeout_ms = poll_timeout_ms
+        self.backoff_initial = backoff_initial_ms / 1000
+        self.backoff_max = backoff_max_ms / 1000
+        self.metrics = FlowMetrics()
+        self._stopping = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.processor.spec.name
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_size
+                )
+                if not batches:
+                    continue
+                await self._handle(batches)
+        finally:
+            await self.consumer.stop()
+
+    async def _handle(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+        records = [InboundRecord.from_kafka(r) for tp in sorted(batches) for r in batches[tp]]
+        delay = self.backoff_initial
+        while True:
+            try:
+                stats = await self.processor.process(records)
+                break
+            except TransientError as exc:
+                self.metrics.retries += 1
+                self.metrics.last_error, self.metrics.last_error_at = str(exc), time.time()
+                log.warning("flow %s: batch retried in %.1fs: %s", self.name, delay, exc)
+                if self._stopping.is_set():
+                    return  # nothing committed; the next owner of these partitions redoes them
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.backoff_max)
+        self.metrics.add(len(records), stats)
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced: the new owner re-reads these records and the ledger
+            # turns them into duplicates, so nothing happens twice.
+            log.warning("flow %s: offset commit failed after store commit: %s", self.name, exc)
+            return
+        for tp, off in offsets.items():
+            self.metrics.positions[(tp.topic, tp.partition)] = off
+        faults.reached("after_offset_commit")

@@ -1,0 +1,30 @@
+"""Prometheus metrics. Names are stable; docs/operations.md lists them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES = Counter(
+    "eai_flow_messages_total",
+    "Messages consumed by a flow, by outcome (applied, duplicate, dead_lettered).",
+    ["flow", "outcome"],
+    registry=REGISTRY,
+)
+BATCH_RETRIES = Counter(
+    "eai_flow_batch_retries_total", "Batches rolled back and retried.", ["flow"], registry=REGISTRY
+)
+OUTBOX_PUBLISHED = Counter(
+    "eai_outbox_published_total", "Outbox rows published to Kafka.", registry=REGISTRY
+)
+OUTBOX_PENDING = Gauge(
+    "eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY
+)
+DEAD_LETTERS = Gauge(
+    "eai_dead_letters_open", "Dead letters neither re-driven nor discarded.", registry=REGISTRY
+)
+CONSUMER_LAG = Gauge(
+    "eai_consumer_lag", "End offset minus committed offset.", ["flow", "topic", "partition"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,187 @@
+"""The hub process: broker (embedded or external), store, flows, outbox relay, admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from contracts import topics
+from hub.broker import kafka
+from hub.broker.embedded import EmbeddedBroker
+from hub.core.processor import BatchProcessor, FlowSpec
+from hub.core.relay import OutboxRelay
+from hub.core.runner import FlowRunner
+from hub.settings import Settings
+from hub.store import db
+
+log = logging.getLogger(__name__)
+
+
+def default_flows() -> list[FlowSpec]:
+    from flows.records import flow as records
+
+    return [records.spec()]
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    flows: list[FlowSpec] = field(default_factory=default_flows)
+    run_flows: bool = True
+    serve_api: bool = True
+    embedded: EmbeddedBroker | None = None
+    bootstrap: str = ""
+    engine: AsyncEngine | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    producer: AIOKafkaProducer | None = None
+    relay: OutboxRelay | None = None
+    runners: list[FlowRunner] = field(default_factory=list)
+    api_server: Any = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.engine = db.create_engine(s.database_url)
+        await db.check_reachable(self.engine, s.database_connect_timeout_s)
+        await db.migrate(self.engine)
+        self.sessions = db.sessionmaker(self.engine)
+        if s.kafka_bootstrap:
+            self.bootstrap = s.kafka_bootstrap
+        else:
+            self.embedded = EmbeddedBroker()
+            self.bootstrap = await asyncio.to_thread(self.embedded.start)
+        await kafka.check_reachable(s, self.bootstrap)
+        await kafka.ensure_topics(s, self.bootstrap, topics.all_topics())
+        self.producer = kafka.make_producer(s, self.bootstrap, embedded=self.embedded is not None)
+        await self.producer.start()
+        self.relay = OutboxRelay(
+            self.sessions,
+            self.producer,
+            batch_size=s.relay_batch_size,
+            interval_ms=s.relay_interval_ms,
+            lease_s=s.relay_lease_s,
+        )
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        if self.run_flows:
+            for spec in self.flows:
+                self.runners.append(self._runner(spec))
+            for r in self.runners:
+                self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
+        if self.serve_api:
+            await self._start_api()
+        log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+
+    def _runner(self, spec: FlowSpec) -> FlowRunner:
+        s = self.settings
+        assert self.sessions is not None and self.relay is not None
+        processor = BatchProcessor(
+            spec, self.sessions, max_message_bytes=s.max_message_bytes, on_committed=self.relay.wake
+        )
+        consumer = kafka.make_consumer(
+            s, self.bootstrap, *spec.topics, group_id=f"{s.group_prefix}.{spec.name}"
+        )
+        return FlowRunner(
+            processor,
+            consumer,
+            batch_size=s.batch_size,
+            poll_timeout_ms=s.poll_timeout_ms,
+            backoff_initial_ms=s.retry_backoff_initial_ms,
+            backoff_max_ms=s.retry_backoff_max_ms,
+        )
+
+    async def _start_api(self) -> None:
+        import uvicorn
+
+        from hub.api.app import create_app
+
+        config = uvicorn.Config(
+            create_app(self),
+            host=self.settings.host,
+            port=self.settings.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self.api_server = uvicorn.Server(config)
+        self.api_server.install_signal_handlers = lambda: None
+        task = asyncio.create_task(self.api_server.serve(), name="admin-api")
+        self._tasks.append(task)
+        for _ in range(200):
+            if self.api_server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        if task.done():
+            exc = task.exception()
+            raise RuntimeError(
+                f"admin API could not listen on {self.settings.host}:{self.settings.port}: {exc}"
+            )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        """Until stop is requested or a task dies; a dead task stops the hub (fail loudly)."""
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                log.error("task %s failed: %r", t.get_name(), t.exception())
+                raise t.exception()  # type: ignore[misc]
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.engine is not None
+            await db.check_reachable(self.engine, 2.0)
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unreachable: {exc}"
+        try:
+            assert self.producer is not None
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 2.0)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__} {exc}"
+        return checks
+
+    async def stop(self) -> None:
+        for r in self.runners:
+            r.stop()
+        if self.relay:
+            self.relay.stop()
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for t in pending:
+                t.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+        log.info("hub stopped")
+
+
+async def serve(settings: Settings, **kw: Any) -> None:
+    hub = Hub(settings, **kw)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, hub.request_stop)
+    try:
+        await hub.start()
+        await hub.wait()
+    finally:
+        await hub.stop()

@@ -1,0 +1,75 @@
+"""Every setting of the hub: environment variables with the EAI_ prefix, or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EAI_", env_file=".env", extra="ignore")
+
+    # Kafka. Empty bootstrap = start the embedded broker.
+    kafka_bootstrap: str = Field("", description="bootstrap servers; empty starts the embedded broker")
+    kafka_client_id: str = Field("eai-hub", description="Kafka client id")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for TLS")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate for mutual TLS")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client key for mutual TLS")
+    kafka_idempotence: Literal["auto", "on", "off"] = Field(
+        "auto", description="idempotent producer; auto = on for external brokers, off embedded"
+    )
+    kafka_connect_timeout_s: float = Field(15.0, description="give up reaching the broker after")
+    topic_partitions: int = Field(6, ge=1, description="partitions of topics the hub creates")
+    topic_replication: int = Field(1, ge=1, description="replication factor of created topics")
+    topic_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="retention.ms of created topics"
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None, description="min.insync.replicas of created topics (production: 2)"
+    )
+    group_prefix: str = Field("eai", description="consumer group id prefix")
+
+    # Store.
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./var/eai-hub.db", description="SQLAlchemy async URL of the store"
+    )
+    database_connect_timeout_s: float = Field(15.0, description="give up reaching the store after")
+
+    # Processing.
+    batch_size: int = Field(500, ge=1, description="records per consumer batch / transaction")
+    poll_timeout_ms: int = Field(200, ge=1, description="consumer poll wait")
+    max_message_bytes: int = Field(
+        1_000_000, ge=1024, description="larger messages go to the dead-letter topic"
+    )
+    relay_batch_size: int = Field(1000, ge=1, description="outbox rows published per relay round")
+    relay_interval_ms: int = Field(200, ge=10, description="outbox relay polling interval")
+    relay_lease_s: float = Field(30.0, description="outbox row lease for one relay")
+    retry_backoff_initial_ms: int = Field(200, description="first retry delay after a store error")
+    retry_backoff_max_ms: int = Field(10_000, description="longest retry delay")
+
+    # API.
+    host: str = Field("127.0.0.1", description="admin API bind address")
+    port: int = Field(8080, description="admin API port")
+    workers: int = Field(1, ge=1, description="worker processes in one consumer group")
+
+    log_level: str = Field("INFO", description="log level")
+    fault_point: str | None = Field(
+        None, description="testing only: SIGKILL the process at this named point"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
