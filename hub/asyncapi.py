@@ -13,7 +13,7 @@ from contracts.envelope import Entity, Envelope
 
 DESCRIPTIONS = {
     "canonical": "Canonical messages from connectors, keyed by source_system:source_id.",
-    "changes": "Accepted changes only (duplicates and stale updates removed) from the records flow.",
+    "changes": "Accepted changes only (no duplicates, no stale updates), from the records flow.",
     "golden": "Golden-record events: upsert, merge, unmerge, with evidence.",
     "outbound": "Canonical messages addressed to one target system; its sink delivers them.",
     "eai": "Dead letters: original bytes, error in eai.error.* headers.",

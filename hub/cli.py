@@ -16,7 +16,9 @@ from rich.table import Table
 
 from hub.settings import Settings
 
-app = typer.Typer(help="eai-hub: enterprise application integration hub on Kafka.", no_args_is_help=True)
+app = typer.Typer(
+    help="eai-hub: enterprise application integration hub on Kafka.", no_args_is_help=True
+)
 contracts_app = typer.Typer(help="Canonical message contracts.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 console = Console()
@@ -103,7 +105,9 @@ def worker() -> None:
 
 
 @contracts_app.command("export")
-def contracts_export(directory: Path = typer.Argument(..., help="where to write the schemas")) -> None:
+def contracts_export(
+    directory: Path = typer.Argument(..., help="where to write the schemas"),
+) -> None:
     """Write one JSON Schema file per canonical model."""
     from contracts.export import export_schemas
 
@@ -121,8 +125,10 @@ def topics(
     settings = Settings()
     bs = bootstrap or settings.kafka_bootstrap
     if not bs:
-        _fail("no broker: pass --bootstrap or set EAI_KAFKA_BOOTSTRAP (the embedded one lives "
-              "inside a running hub; GET /topics on its admin API)")
+        _fail(
+            "no broker: pass --bootstrap or set EAI_KAFKA_BOOTSTRAP (the embedded one lives "
+            "inside a running hub; GET /topics on its admin API)"
+        )
     from hub.broker.kafka import BrokerUnreachable, check_reachable, topic_end_offsets
 
     async def _list() -> list:  # type: ignore[type-arg]

@@ -18,13 +18,13 @@ BATCH_RETRIES = Counter(
 OUTBOX_PUBLISHED = Counter(
     "eai_outbox_published_total", "Outbox rows published to Kafka.", registry=REGISTRY
 )
-OUTBOX_PENDING = Gauge(
-    "eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY
-)
+OUTBOX_PENDING = Gauge("eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
 DEAD_LETTERS = Gauge(
     "eai_dead_letters_open", "Dead letters neither re-driven nor discarded.", registry=REGISTRY
 )
 CONSUMER_LAG = Gauge(
-    "eai_consumer_lag", "End offset minus committed offset.", ["flow", "topic", "partition"],
+    "eai_consumer_lag",
+    "End offset minus committed offset.",
+    ["flow", "topic", "partition"],
     registry=REGISTRY,
 )

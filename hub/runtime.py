@@ -44,6 +44,7 @@ class Hub:
     relay: OutboxRelay | None = None
     runners: list[FlowRunner] = field(default_factory=list)
     api_server: Any = None
+    broker_info: kafka.BrokerInfo | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -58,9 +59,9 @@ class Hub:
         else:
             self.embedded = EmbeddedBroker()
             self.bootstrap = await asyncio.to_thread(self.embedded.start)
-        await kafka.check_reachable(s, self.bootstrap)
+        self.broker_info = await kafka.check_reachable(s, self.bootstrap)
         await kafka.ensure_topics(s, self.bootstrap, topics.all_topics())
-        self.producer = kafka.make_producer(s, self.bootstrap, embedded=self.embedded is not None)
+        self.producer = kafka.make_producer(s, self.bootstrap, tansu=self.broker_info.is_tansu)
         await self.producer.start()
         self.relay = OutboxRelay(
             self.sessions,
@@ -86,7 +87,12 @@ class Hub:
             spec, self.sessions, max_message_bytes=s.max_message_bytes, on_committed=self.relay.wake
         )
         consumer = kafka.make_consumer(
-            s, self.bootstrap, *spec.topics, group_id=f"{s.group_prefix}.{spec.name}"
+            s,
+            self.bootstrap,
+            *spec.topics,
+            group_id=f"{s.group_prefix}.{spec.name}",
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=max(s.kafka_session_timeout_ms // 5, 500),
         )
         return FlowRunner(
             processor,

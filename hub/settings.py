@@ -14,7 +14,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EAI_", env_file=".env", extra="ignore")
 
     # Kafka. Empty bootstrap = start the embedded broker.
-    kafka_bootstrap: str = Field("", description="bootstrap servers; empty starts the embedded broker")
+    kafka_bootstrap: str = Field(
+        "", description="bootstrap servers; empty starts the embedded broker"
+    )
     kafka_client_id: str = Field("eai-hub", description="Kafka client id")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol"
@@ -38,6 +40,12 @@ class Settings(BaseSettings):
     )
     topic_min_insync_replicas: int | None = Field(
         None, description="min.insync.replicas of created topics (production: 2)"
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000,
+        ge=1000,
+        description="consumer group session timeout: how soon a dead worker's "
+        "partitions move to the others",
     )
     group_prefix: str = Field("eai", description="consumer group id prefix")
 

@@ -37,9 +37,15 @@ def compare(incoming: Version, stored: Version, same_content: bool) -> tuple[Ver
             return Verdict.same, f"version {incoming.number} already stored"
         return Verdict.stale, f"version {incoming.number} equals stored but content differs"
     if incoming.ts > stored.ts:
-        return Verdict.newer, f"timestamp {incoming.ts.isoformat()} > stored {stored.ts.isoformat()}"
+        return (
+            Verdict.newer,
+            f"timestamp {incoming.ts.isoformat()} > stored {stored.ts.isoformat()}",
+        )
     if incoming.ts < stored.ts:
-        return Verdict.stale, f"timestamp {incoming.ts.isoformat()} < stored {stored.ts.isoformat()}"
+        return (
+            Verdict.stale,
+            f"timestamp {incoming.ts.isoformat()} < stored {stored.ts.isoformat()}",
+        )
     if same_content:
         return Verdict.same, "same timestamp and content already stored"
     return Verdict.stale, f"timestamp {incoming.ts.isoformat()} equals stored but content differs"

@@ -8,6 +8,7 @@ true end. Taking the maximum of both is correct on either broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -46,23 +47,25 @@ def client_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
         kw["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         kw["sasl_plain_username"] = settings.kafka_sasl_username
         kw["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
         )
     return kw
 
 
-def idempotence(settings: Settings, embedded: bool) -> bool:
+def idempotence(settings: Settings, tansu: bool) -> bool:
     if settings.kafka_idempotence == "auto":
-        # The embedded broker fails InitProducerId; Apache Kafka supports it.
-        return not embedded
+        # The embedded broker (Tansu) fails InitProducerId; Apache Kafka supports it.
+        return not tansu
     return settings.kafka_idempotence == "on"
 
 
-def make_producer(settings: Settings, bootstrap: str, embedded: bool) -> AIOKafkaProducer:
+def make_producer(settings: Settings, bootstrap: str, tansu: bool) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **client_kwargs(settings, bootstrap),
         acks="all",
-        enable_idempotence=idempotence(settings, embedded),
+        enable_idempotence=idempotence(settings, tansu),
         linger_ms=5,
         max_request_size=max(settings.max_message_bytes * 2, 1_048_576),
         request_timeout_ms=30_000,
@@ -84,14 +87,27 @@ def make_consumer(
     )
 
 
-async def check_reachable(settings: Settings, bootstrap: str) -> None:
+@dataclass(frozen=True)
+class BrokerInfo:
+    cluster_id: str | None
+    brokers: int
+
+    @property
+    def is_tansu(self) -> bool:
+        """Tansu (the embedded broker) lacks the idempotent producer; it names its cluster
+        tansu_cluster unless told otherwise, and the hub never tells it otherwise."""
+        return (self.cluster_id or "").startswith("tansu")
+
+
+async def check_reachable(settings: Settings, bootstrap: str) -> BrokerInfo:
     """Raise BrokerUnreachable naming the address if metadata cannot be had in time."""
     admin = AIOKafkaAdminClient(
         **client_kwargs(settings, bootstrap), request_timeout_ms=5000, retry_backoff_ms=200
     )
     try:
         await asyncio.wait_for(admin.start(), settings.kafka_connect_timeout_s)
-        await asyncio.wait_for(admin.list_topics(), settings.kafka_connect_timeout_s)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), settings.kafka_connect_timeout_s)
+        return BrokerInfo(cluster.get("cluster_id"), len(cluster.get("brokers", ())))
     except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as exc:
         raise BrokerUnreachable(
             f"Kafka broker at {bootstrap} is unreachable after "
@@ -113,13 +129,13 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: list[str]) ->
         missing = [n for n in names if n not in existing]
         if missing:
             new = [
-                NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=configs)
+                NewTopic(
+                    n, settings.topic_partitions, settings.topic_replication, topic_configs=configs
+                )
                 for n in missing
             ]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics: %s", ", ".join(missing))
         return missing
     finally:
@@ -153,7 +169,9 @@ async def topic_end_offsets(
         await consumer.stop()
 
 
-async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
     """True end offsets on Apache Kafka and on the embedded broker (see module docstring).
 
     ``consumer`` must be a group-less consumer: it is assigned the partitions for the probe.

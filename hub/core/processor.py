@@ -57,7 +57,9 @@ Decoder = Callable[[InboundRecord], Envelope]
 
 def decode_envelope(rec: InboundRecord) -> Envelope:
     if rec.value is None:
-        raise ContractError("value", None, "a message must have a value (tombstones are not accepted)")
+        raise ContractError(
+            "value", None, "a message must have a value (tombstones are not accepted)"
+        )
     return Envelope.from_bytes(rec.value)
 
 
@@ -128,7 +130,9 @@ class BatchProcessor:
             try:
                 body = validate_body(env)
             except ContractError as exc:
-                return _Decoded(rec, env=env, failure=Failure("validate", exc.reason, "ContractError"))
+                return _Decoded(
+                    rec, env=env, failure=Failure("validate", exc.reason, "ContractError")
+                )
         return _Decoded(rec, env=env, body=body)
 
     async def process(self, records: Sequence[InboundRecord]) -> BatchStats:
@@ -149,7 +153,9 @@ class BatchProcessor:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    async def _apply(self, session: AsyncSession, decoded: list[_Decoded], stats: BatchStats) -> None:
+    async def _apply(
+        self, session: AsyncSession, decoded: list[_Decoded], stats: BatchStats
+    ) -> None:
         flow = self.spec.name
         if self.spec.journal:
             await self._journal(session, decoded)
@@ -162,7 +168,11 @@ class BatchProcessor:
             mid = str(env.message_id) if env is not None else None
             if d.failure is not None:
                 await dead_letter(
-                    session, flow, d.rec, d.failure, message_id=mid,
+                    session,
+                    flow,
+                    d.rec,
+                    d.failure,
+                    message_id=mid,
                     source_system=env.source_system if env else d.rec.header("eai.source_system"),
                 )
                 stats.dead_lettered += 1
@@ -183,8 +193,12 @@ class BatchProcessor:
                 reason = exc.reason if isinstance(exc, ContractError) else str(exc) or repr(exc)
                 log.warning("flow %s: message %s dead-lettered: %s", flow, mid, reason)
                 await dead_letter(
-                    session, flow, d.rec, Failure(stage, reason, type(exc).__name__),
-                    message_id=mid, source_system=env.source_system,
+                    session,
+                    flow,
+                    d.rec,
+                    Failure(stage, reason, type(exc).__name__),
+                    message_id=mid,
+                    source_system=env.source_system,
                 )
                 stats.dead_lettered += 1
                 stats.last_error = reason
@@ -199,16 +213,16 @@ class BatchProcessor:
         faults.reached("before_store_commit")
 
     async def _journal(self, session: AsyncSession, decoded: list[_Decoded]) -> None:
-        from sqlalchemy import tuple_
-
-        from sqlalchemy import select
+        from sqlalchemy import select, tuple_
 
         keys = [(d.rec.topic, d.rec.partition, d.rec.offset) for d in decoded]
         existing = set(
             (
                 await session.execute(
                     select(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).where(
-                        tuple_(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).in_(keys)
+                        tuple_(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).in_(
+                            keys
+                        )
                     )
                 )
             ).tuples()

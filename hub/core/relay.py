@@ -9,6 +9,7 @@ FOR UPDATE SKIP LOCKED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -64,10 +65,8 @@ class OutboxRelay:
             if n >= self.batch_size:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
 
     async def _claim(self) -> list[OutboxRow]:
         now = datetime.now(UTC)
@@ -81,7 +80,7 @@ class OutboxRelay:
                 .order_by(OutboxRow.id)
                 .limit(self.batch_size)
             )
-            if s.bind.dialect.name == "postgresql":
+            if s.get_bind().dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             rows = list((await s.execute(q)).scalars())
             if rows:
@@ -103,7 +102,9 @@ class OutboxRelay:
             for r in rows
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
-        sent = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        sent = [
+            r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
+        ]
         errors = [res for res in results if isinstance(res, BaseException)]
         faults.reached("after_publish_before_mark")
         now = datetime.now(UTC)
@@ -111,7 +112,11 @@ class OutboxRelay:
             if sent:
                 await s.execute(update(OutboxRow).where(OutboxRow.id.in_(sent)).values(sent_at=now))
             if errors:
-                failed = [r.id for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+                failed = [
+                    r.id
+                    for r, res in zip(rows, results, strict=True)
+                    if isinstance(res, BaseException)
+                ]
                 await s.execute(
                     update(OutboxRow)
                     .where(OutboxRow.id.in_(failed))

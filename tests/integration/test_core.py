@@ -1,0 +1,150 @@
+"""The correctness core on the embedded broker over TCP and a real store (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import func, select
+
+from contracts import topics
+from contracts.envelope import Entity
+from hub.runtime import Hub
+from hub.settings import Settings
+from hub.store.models import DeadLetter, RecordEvent, SourceRecord
+from tests.helpers import customer_env, header, produce, produce_envs, read_topic, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def running_hub(broker: str, store_url: str, **kw: object) -> AsyncIterator[Hub]:
+    settings = Settings(
+        kafka_bootstrap=broker,
+        database_url=store_url,
+        topic_partitions=3,
+        **kw,  # type: ignore[arg-type]
+    )
+    hub = Hub(settings, serve_api=False)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+async def count(hub: Hub, stmt: object) -> int:
+    assert hub.sessions is not None
+    async with hub.sessions() as s:
+        return int(await s.scalar(stmt))  # type: ignore[arg-type]
+
+
+async def test_same_message_three_times_has_one_effect(broker: str, store_url: str) -> None:
+    env = customer_env(1)
+    async with running_hub(broker, store_url) as hub:
+        await produce_envs(broker, topics.canonical(Entity.customer), [env, env, env])
+        later = customer_env(2)
+        await produce_envs(broker, topics.canonical(Entity.customer), [later])
+
+        async def both_seen() -> bool:
+            return await count(hub, select(func.count()).select_from(SourceRecord)) == 2
+
+        await wait_until(both_seen, what="both records stored")
+        await hub.relay.drain()  # type: ignore[union-attr]
+        events = await count(
+            hub, select(func.count()).where(RecordEvent.message_id == str(env.message_id))
+        )
+        revision = await count(
+            hub, select(SourceRecord.revision).where(SourceRecord.source_id == "C00001")
+        )
+        assert events == 1
+        assert revision == 1
+        assert hub.runners[0].metrics.duplicates == 2
+    changes = await read_topic(broker, topics.changes(Entity.customer))
+    caused_by = [header(r, "eai.message_id") for r in changes]
+    assert len(caused_by) == 2, "one change per distinct message, none for the two repeats"
+
+
+async def test_stale_update_is_recorded_not_applied(broker: str, store_url: str) -> None:
+    v2 = customer_env(7, version=2, name="新名称有限公司")
+    v1 = customer_env(7, version=1, name="旧名称有限公司")
+    async with running_hub(broker, store_url) as hub:
+        await produce_envs(broker, topics.canonical(Entity.customer), [v2, v1])
+
+        async def two_events() -> bool:
+            return await count(hub, select(func.count()).select_from(RecordEvent)) == 2
+
+        await wait_until(two_events, what="both versions seen")
+        assert hub.sessions is not None
+        async with hub.sessions() as s:
+            rec = await s.scalar(select(SourceRecord))
+            outcome = await s.scalar(
+                select(RecordEvent.outcome).where(RecordEvent.message_id == str(v1.message_id))
+            )
+        assert rec is not None and rec.payload["name"] == "新名称有限公司"
+        assert rec.source_version == 2
+        assert outcome == "stale"
+
+
+BAD_INPUTS = {
+    "not-json": (b"{this is not json", "deserialize", "must be valid JSON"),
+    "not-utf8": (b'{"name": "\xb9\xe3\xd6\xdd"}', "deserialize", "must be UTF-8"),
+    "contract": (None, "validate", "body.kind"),
+    "envelope": (b'{"entity": "customer", "source_id": "x"}', "validate", "envelope.source_system"),
+    "oversize": (None, "receive", "larger than the limit"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+async def test_bad_input_goes_to_dlq_and_stream_goes_on(
+    broker: str, sqlite_url: str, kind: str
+) -> None:
+    raw, stage, reason_part = BAD_INPUTS[kind]
+    if kind == "contract":
+        good = customer_env(3)
+        raw = good.model_copy(update={"body": {"kind": "company", "name": "x"}}).to_bytes()
+    if kind == "oversize":
+        raw = customer_env(4, name="大" * 3000).to_bytes()
+    assert raw is not None
+    topic = topics.canonical(Entity.customer)
+    async with running_hub(broker, sqlite_url, max_message_bytes=4096) as hub:
+        await produce(broker, topic, [(b"crm:bad", raw)])
+        after = customer_env(5)
+        await produce_envs(broker, topic, [after])
+
+        async def good_one_applied() -> bool:
+            return await count(hub, select(func.count()).select_from(SourceRecord)) == 1
+
+        await wait_until(good_one_applied, what="the good message after the bad one")
+        await hub.relay.drain()  # type: ignore[union-attr]
+        assert hub.sessions is not None
+        async with hub.sessions() as s:
+            dl = (await s.execute(select(DeadLetter))).scalar_one()
+        assert dl.stage == stage
+        assert reason_part in dl.reason
+        assert dl.value == raw, "the original bytes are kept"
+        assert (dl.topic, dl.flow) == (topic, "records")
+    dlq = await read_topic(broker, topics.DLQ)
+    assert len(dlq) == 1
+    rec = dlq[0]
+    assert rec.value == raw
+    assert reason_part in (header(rec, "eai.error.reason") or "")
+    assert header(rec, "eai.error.stage") == stage
+    assert header(rec, "eai.error.topic") == topic
+    assert header(rec, "eai.error.offset") is not None
+    assert header(rec, "eai.error.attempts") == "1"
+
+
+async def test_journal_keeps_every_consumed_message(broker: str, sqlite_url: str) -> None:
+    from hub.store.models import JournalEntry
+
+    envs = [customer_env(i) for i in range(20)]
+    async with running_hub(broker, sqlite_url) as hub:
+        await produce_envs(broker, topics.canonical(Entity.customer), envs + envs[:5])
+
+        async def all_journaled() -> bool:
+            return await count(hub, select(func.count()).select_from(JournalEntry)) == 25
+
+        await wait_until(all_journaled, what="25 journal rows")
+        assert await count(hub, select(func.count()).select_from(SourceRecord)) == 20

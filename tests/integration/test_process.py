@@ -1,0 +1,168 @@
+"""The hub as an operator runs it: `eai-hub run`, its exits on bad configuration, its CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.broker.embedded import free_port
+from tests.conftest import hub_env
+from tests.helpers import produce
+
+pytestmark = pytest.mark.integration
+EAI = [sys.executable, "-m", "hub.cli"]
+
+
+def descendants(pid: int) -> set[int]:
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for k in map(int, kids):
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_run_answers_health_and_leaves_nothing_behind_after_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = hub_env(EAI_PORT=str(port))
+    t0 = time.monotonic()
+    proc = subprocess.Popen([*EAI, "run"], env=env, cwd=tmp_path)
+    children: set[int] = set()
+    try:
+        healthy = False
+        while time.monotonic() - t0 < 30:
+            children |= descendants(proc.pid)
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                if r.status_code == 200 and r.json() == {"status": "ok"}:
+                    healthy = True
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, "hub exited during start"
+            time.sleep(0.2)
+        assert healthy, "no /health within 30 s"
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
+        assert ready["ready"] is True and ready["checks"] == {"store": "ok", "broker": "ok"}
+        children |= descendants(proc.pid)
+        assert children, "the embedded broker runs as a child process"
+        assert (tmp_path / "var" / "eai-hub.db").exists(), "default SQLite store under ./var"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    time.sleep(0.3)
+    assert [c for c in children if alive(c)] == [], "orphan process left after SIGTERM"
+
+
+def test_embedded_broker_dies_with_a_sigkilled_hub(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([*EAI, "run"], env=hub_env(EAI_PORT=str(port)), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        kids: set[int] = set()
+        while time.monotonic() < deadline and not kids:
+            kids = descendants(proc.pid)
+            time.sleep(0.2)
+        assert kids
+    finally:
+        proc.kill()
+        proc.wait(10)
+    time.sleep(0.5)
+    assert [c for c in kids if alive(c)] == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("EAI_KAFKA_BOOTSTRAP", "127.0.0.1:{closed}", "127.0.0.1:{closed}"),
+        (
+            "EAI_DATABASE_URL",
+            "postgresql+asyncpg://nobody@127.0.0.1:{closed}/x",
+            "127.0.0.1:{closed}",
+        ),
+        ("EAI_DATABASE_URL", "sqlite+aiosqlite:////proc/eai-forbidden/x.db", "/proc/eai-forbidden"),
+    ],
+)
+def test_unreachable_dependency_fails_fast_naming_the_address(
+    tmp_path: Path, setting: str, value: str, expected: str
+) -> None:
+    closed = free_port()
+    env = hub_env(
+        EAI_PORT=str(free_port()),
+        EAI_KAFKA_CONNECT_TIMEOUT_S="10",
+        EAI_DATABASE_CONNECT_TIMEOUT_S="10",
+        **{setting: value.format(closed=closed)},
+    )
+    t0 = time.monotonic()
+    r = subprocess.run([*EAI, "run"], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+    elapsed = time.monotonic() - t0
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode != 0
+    assert expected.format(closed=closed) in out, out[-2000:]
+    assert elapsed < 25, f"took {elapsed:.1f}s"
+    assert "Traceback" not in out, "a clear error, not a stack trace"
+
+
+async def test_topics_lists_true_end_offsets(broker: str) -> None:
+    # One produce call lands 285 records in few batches: the embedded broker's ListOffsets
+    # would report the last batch's base + 1; the CLI must show 285.
+    await produce(broker, "eai.test.offsets", [(None, b"x%d" % i) for i in range(285)])
+    r = subprocess.run(
+        [*EAI, "topics", "--bootstrap", broker],
+        capture_output=True,
+        timeout=60,
+        env=hub_env(COLUMNS="200"),
+    )
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    lines = [ln for ln in out.splitlines() if "eai.test.offsets" in ln]
+    assert len(lines) > 1, "one line per partition"
+    assert sum(int(ln.split("│")[-2]) for ln in lines) == 285, out
+
+
+def test_contracts_export_writes_a_schema_per_model(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*EAI, "contracts", "export", str(tmp_path / "s")], capture_output=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    files = sorted(p.name for p in (tmp_path / "s").iterdir())
+    for model in (
+        "envelope",
+        "customer",
+        "material",
+        "order",
+        "bom",
+        "inventory",
+        "approval_request",
+        "approval_decision",
+        "urge",
+    ):
+        assert f"{model}.v1.schema.json" in files
+    schema = json.loads((tmp_path / "s" / "customer.v1.schema.json").read_text())
+    assert "identifiers" in schema["properties"]
+    assert os.path.getsize(tmp_path / "s" / "envelope.v1.schema.json") > 100
