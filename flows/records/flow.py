@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import insert, select, tuple_, update
 
 from contracts import topics
 from contracts.envelope import Entity, Envelope
 from flows.records.staleness import Verdict, Version, compare
-from hub.core.processor import FlowContext, FlowSpec
+from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.store.models import RecordEvent, SourceRecord
 
 NAME = "records"
@@ -21,60 +21,101 @@ def _version(env: Envelope) -> Version:
     return Version(env.source_version, env.source_ts or env.occurred_at)
 
 
-async def handle(ctx: FlowContext, env: Envelope, body: BaseModel | None) -> None:
-    payload: dict[str, Any] = body.model_dump(mode="json") if body is not None else dict(env.body)
+Key = tuple[str, str, str]
+
+
+@dataclass
+class _Held:
+    """The stored state of one record as the batch sees it (after earlier messages)."""
+
+    id: int | None
+    version: Version
+    op: str
+    payload: dict[str, Any]
+    revision: int
+    row: dict[str, Any] | None = None  # pending insert or update values
+
+
+async def handle(ctx: FlowContext, items: list[Item]) -> None:
+    """One query for the batch's stored records, the decisions in memory in message order,
+    then one bulk insert, one bulk update and one lineage insert."""
     s = ctx.session
-    row = await s.scalar(
-        select(SourceRecord).where(
-            SourceRecord.entity == env.entity.value,
-            SourceRecord.source_system == env.source_system,
-            SourceRecord.source_id == env.source_id,
+    keys = list({(i.env.entity.value, i.env.source_system, i.env.source_id) for i in items})
+    held: dict[Key, _Held] = {}
+    if keys:
+        cols = (SourceRecord.entity, SourceRecord.source_system, SourceRecord.source_id)
+        rows = await s.execute(
+            select(
+                *cols,
+                SourceRecord.id,
+                SourceRecord.source_version,
+                SourceRecord.source_ts,
+                SourceRecord.updated_at,
+                SourceRecord.op,
+                SourceRecord.payload,
+                SourceRecord.revision,
+            ).where(tuple_(*cols).in_(keys))
         )
-    )
+        for e, sysname, sid, rid, ver, ts, upd, op, payload, rev in rows:
+            held[(e, sysname, sid)] = _Held(rid, Version(ver, ts or upd), op, payload, rev)
     now = datetime.now(UTC)
-    if row is None:
-        verdict, detail = Verdict.newer, "first version"
-        s.add(
-            SourceRecord(
-                entity=env.entity.value,
-                source_system=env.source_system,
-                source_id=env.source_id,
-                source_version=env.source_version,
-                source_ts=env.source_ts or env.occurred_at,
-                op=env.op.value,
-                payload=payload,
-                revision=1,
-                last_message_id=str(env.message_id),
-                updated_at=now,
-            )
+    events: list[dict[str, Any]] = []
+    for item in items:
+        env = item.env
+        payload: dict[str, Any] = (
+            item.body.model_dump(mode="json") if item.body is not None else dict(env.body)
         )
-    else:
-        stored = Version(row.source_version, row.source_ts or row.updated_at)
-        same = row.payload == payload and row.op == env.op.value
-        verdict, detail = compare(_version(env), stored, same)
+        key = (env.entity.value, env.source_system, env.source_id)
+        cur = held.get(key)
+        if cur is None:
+            verdict, detail = Verdict.newer, "first version"
+        else:
+            same = cur.payload == payload and cur.op == env.op.value
+            verdict, detail = compare(_version(env), cur.version, same)
         if verdict is Verdict.newer:
-            row.source_version = env.source_version
-            row.source_ts = env.source_ts or env.occurred_at
-            row.op = env.op.value
-            row.payload = payload
-            row.revision += 1
-            row.last_message_id = str(env.message_id)
-            row.updated_at = now
-    s.add(
-        RecordEvent(
-            message_id=str(env.message_id),
-            entity=env.entity.value,
-            source_system=env.source_system,
-            source_id=env.source_id,
-            outcome=verdict.value,
-            detail=detail,
-            source_version=env.source_version,
-            source_ts=env.source_ts,
-            at=now,
+            values = {
+                "source_version": env.source_version,
+                "source_ts": env.source_ts or env.occurred_at,
+                "op": env.op.value,
+                "payload": payload,
+                "revision": 1 if cur is None else cur.revision + 1,
+                "last_message_id": str(env.message_id),
+                "updated_at": now,
+            }
+            nxt = _Held(
+                cur.id if cur else None,
+                _version(env),
+                env.op.value,
+                payload,
+                int(values["revision"]),
+                values,
+            )
+            held[key] = nxt
+            ctx.emit(topics.changes(env.entity), env.caused(body=payload))
+        events.append(
+            {
+                "message_id": str(env.message_id),
+                "entity": env.entity.value,
+                "source_system": env.source_system,
+                "source_id": env.source_id,
+                "outcome": verdict.value,
+                "detail": detail,
+                "source_version": env.source_version,
+                "source_ts": env.source_ts,
+                "at": now,
+            }
         )
-    )
-    if verdict is Verdict.newer:
-        ctx.emit(topics.changes(env.entity), env.caused(body=payload))
+    inserts = [
+        {"entity": k[0], "source_system": k[1], "source_id": k[2], **h.row}
+        for k, h in held.items()
+        if h.row is not None and h.id is None
+    ]
+    updates = [{"id": h.id, **h.row} for h in held.values() if h.row is not None and h.id]
+    if inserts:
+        await s.execute(insert(SourceRecord), inserts)
+    if updates:
+        await s.execute(update(SourceRecord), updates)
+    await s.execute(insert(RecordEvent), events)
 
 
 def spec() -> FlowSpec:

@@ -33,13 +33,21 @@ from hub.store.models import JournalEntry
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Item:
+    """One decoded, validated, not-yet-processed message of a batch."""
+
+    rec: InboundRecord
+    env: Envelope
+    body: BaseModel | None
+
+
 @dataclass
 class FlowContext:
     """What a handler may touch: the batch's session and the outbox of this batch."""
 
     session: AsyncSession
     flow: str
-    record: InboundRecord
     outbox: list[dict[str, object]] = field(default_factory=list)
 
     def emit(self, topic: str, env: Envelope, key: str | None = None) -> None:
@@ -51,7 +59,9 @@ class FlowContext:
         self.outbox.append(outbox_values(topic, value, key, headers))
 
 
-Handler = Callable[[FlowContext, Envelope, BaseModel | None], Awaitable[None]]
+# A handler applies a list of messages (in order) and may emit; an exception fails them all,
+# and the processor then retries each message alone to find and dead-letter the culprit.
+Handler = Callable[[FlowContext, list[Item]], Awaitable[None]]
 Decoder = Callable[[InboundRecord], Envelope]
 
 
@@ -80,6 +90,10 @@ class BatchStats:
     dead_lettered: int = 0
     seconds: float = 0.0
     last_error: str | None = None
+
+
+class _Isolate(Exception):
+    """Roll the fast path back; the batch is redone one savepoint per message."""
 
 
 @dataclass
@@ -138,79 +152,108 @@ class BatchProcessor:
     async def process(self, records: Sequence[InboundRecord]) -> BatchStats:
         """Apply one batch. Raises TransientError (nothing committed) for the caller to retry."""
         t0 = time.perf_counter()
-        stats = BatchStats()
         decoded = [self._decode(r) for r in records]
-        try:
-            async with self.sessions() as session, session.begin():
-                await self._apply(session, decoded, stats)
-        except TransientError:
-            raise
-        except Exception as exc:  # the store itself failed: retry the whole batch
-            raise TransientError(f"store transaction failed: {type(exc).__name__}: {exc}") from exc
+        stats = await self._transaction(decoded, careful=False)
+        if stats is None:  # some message failed: redo with one savepoint per message
+            stats = await self._transaction(decoded, careful=True)
+            assert stats is not None
         faults.reached("after_store_commit")
         if self.on_committed:
             self.on_committed()
         stats.seconds = time.perf_counter() - t0
         return stats
 
+    async def _transaction(self, decoded: list[_Decoded], careful: bool) -> BatchStats | None:
+        stats = BatchStats()
+        try:
+            async with self.sessions() as session, session.begin():
+                if not await self._apply(session, decoded, stats, careful):
+                    raise _Isolate
+        except _Isolate:
+            return None
+        except TransientError:
+            raise
+        except Exception as exc:  # the store itself failed: retry the whole batch
+            raise TransientError(f"store transaction failed: {type(exc).__name__}: {exc}") from exc
+        return stats
+
     async def _apply(
-        self, session: AsyncSession, decoded: list[_Decoded], stats: BatchStats
-    ) -> None:
+        self, session: AsyncSession, decoded: list[_Decoded], stats: BatchStats, careful: bool
+    ) -> bool:
         flow = self.spec.name
         if self.spec.journal:
             await self._journal(session, decoded)
         ids = [str(d.env.message_id) for d in decoded if d.env is not None and d.failure is None]
         seen = await already_processed(session, flow, ids)
-        outbox: list[dict[str, object]] = []
-        done: list[str] = []
+        todo: list[Item] = []
         for d in decoded:
             env = d.env
-            mid = str(env.message_id) if env is not None else None
             if d.failure is not None:
                 await dead_letter(
                     session,
                     flow,
                     d.rec,
                     d.failure,
-                    message_id=mid,
+                    message_id=str(env.message_id) if env else None,
                     source_system=env.source_system if env else d.rec.header("eai.source_system"),
                 )
                 stats.dead_lettered += 1
                 stats.last_error = d.failure.reason
                 continue
-            assert env is not None and mid is not None
+            assert env is not None
+            mid = str(env.message_id)
             if mid in seen:
                 stats.duplicates += 1
                 continue
-            ctx = FlowContext(session, flow, d.rec)
+            seen.add(mid)
+            todo.append(Item(d.rec, env, d.body))
+        ctx = FlowContext(session, flow)
+        done: list[str] = []
+        if not careful:
             try:
-                async with session.begin_nested():
-                    await self.spec.handle(ctx, env, d.body)
+                if todo:
+                    await self.spec.handle(ctx, todo)
             except TransientError:
                 raise
             except Exception as exc:
-                stage = exc.stage if isinstance(exc, PermanentError) else "process"
-                reason = exc.reason if isinstance(exc, ContractError) else str(exc) or repr(exc)
-                log.warning("flow %s: message %s dead-lettered: %s", flow, mid, reason)
-                await dead_letter(
-                    session,
-                    flow,
-                    d.rec,
-                    Failure(stage, reason, type(exc).__name__),
-                    message_id=mid,
-                    source_system=env.source_system,
-                )
-                stats.dead_lettered += 1
-                stats.last_error = reason
-                seen.add(mid)
-                continue
-            outbox.extend(ctx.outbox)
-            seen.add(mid)
-            done.append(mid)
-            stats.applied += 1
-        await add_rows(session, outbox)
+                log.info("flow %s: batch of %d has a failing message (%s); isolating it",
+                         flow, len(todo), exc)
+                return False
+            done = [str(i.env.message_id) for i in todo]
+        else:
+            for item in todo:
+                one = FlowContext(session, flow)
+                try:
+                    async with session.begin_nested():
+                        await self.spec.handle(one, [item])
+                except TransientError:
+                    raise
+                except Exception as exc:
+                    await self._fail(session, item, exc, stats)
+                    continue
+                ctx.outbox.extend(one.outbox)
+                done.append(str(item.env.message_id))
+        stats.applied += len(done)
+        await add_rows(session, ctx.outbox)
         await mark_processed(session, flow, done)
         faults.reached("before_store_commit")
+        return True
+
+    async def _fail(self, session: AsyncSession, item: Item, exc: Exception, stats: BatchStats) -> None:
+        stage = exc.stage if isinstance(exc, PermanentError) else "process"
+        reason = exc.reason if isinstance(exc, ContractError) else str(exc) or repr(exc)
+        log.warning("flow %s: message %s dead-lettered: %s", self.spec.name, item.env.message_id,
+                    reason)
+        await dead_letter(
+            session,
+            self.spec.name,
+            item.rec,
+            Failure(stage, reason, type(exc).__name__),
+            message_id=str(item.env.message_id),
+            source_system=item.env.source_system,
+        )
+        stats.dead_lettered += 1
+        stats.last_error = reason
 
     async def _journal(self, session: AsyncSession, decoded: list[_Decoded]) -> None:
         from sqlalchemy import select, tuple_

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from contracts import topics
 from contracts.envelope import Envelope
 from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord
-from hub.core.processor import BatchProcessor, FlowContext, FlowSpec
+from hub.core.processor import BatchProcessor, FlowContext, FlowSpec, Item
 from hub.store.models import DeadLetter, OutboxRow, ProcessedMessage
 from tests.helpers import customer_env
 
 applied: list[str] = []
 
 
-async def handler(ctx: FlowContext, env: Envelope, body: BaseModel | None) -> None:
-    if env.body.get("name") == "boom":
-        ctx.emit("out", env)  # must be rolled back with the savepoint
-        raise PermanentError("field 'body.name' value 'boom': refused by the test rule")
-    if env.body.get("name") == "db-down":
-        raise TransientError("store unavailable")
-    applied.append(env.source_id)
-    ctx.emit("out", env.caused())
+async def handler(ctx: FlowContext, items: list[Item]) -> None:
+    for item in items:
+        env = item.env
+        if env.body.get("name") == "boom":
+            ctx.emit("out", env)  # must be rolled back with the savepoint
+            raise PermanentError("field 'body.name' value 'boom': refused by the test rule")
+        if env.body.get("name") == "db-down":
+            raise TransientError("store unavailable")
+        applied.append(env.source_id)
+        ctx.emit("out", env.caused())
 
 
 def rec(env: Envelope, offset: int) -> InboundRecord:
@@ -64,6 +65,7 @@ async def test_failing_message_is_dead_lettered_and_its_effects_rolled_back(sess
     good, bad = customer_env(1), customer_env(2, name="boom")
     stats = await processor(sessions).process([rec(bad, 0), rec(good, 1)])
     assert (stats.applied, stats.dead_lettered) == (1, 1)
+    assert applied == ["C00001"], "the good message applied once: the failed fast path left nothing"
     ledger, out, dead = await counts(sessions)
     assert (ledger, out, dead) == (1, 1, 1), "only the good message's emit survives"
     async with sessions() as s:
