@@ -68,6 +68,10 @@ def test_run_answers_health_and_leaves_nothing_behind_after_sigterm(tmp_path: Pa
         assert healthy, "no /health within 30 s"
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
         assert ready["ready"] is True and ready["checks"] == {"store": "ok", "broker": "ok"}
+        doc = httpx.get(f"http://127.0.0.1:{port}/asyncapi.json", timeout=30).json()
+        assert doc["asyncapi"].startswith("3.")
+        addresses = {c["address"] for c in doc["channels"].values()}
+        assert {"canonical.customer", "changes.order", "eai.dlq", "outbound.erp"} <= addresses
         children |= descendants(proc.pid)
         assert children, "the embedded broker runs as a child process"
         assert (tmp_path / "var" / "eai-hub.db").exists(), "default SQLite store under ./var"
@@ -166,3 +170,28 @@ def test_contracts_export_writes_a_schema_per_model(tmp_path: Path) -> None:
     schema = json.loads((tmp_path / "s" / "customer.v1.schema.json").read_text())
     assert "identifiers" in schema["properties"]
     assert os.path.getsize(tmp_path / "s" / "envelope.v1.schema.json") > 100
+
+
+def test_run_with_workers_starts_them_and_stops_them_all(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*EAI, "run", "--workers", "3"], env=hub_env(EAI_PORT=str(port)), cwd=tmp_path
+    )
+    kids: set[int] = set()
+    try:
+        deadline = time.monotonic() + 40
+        workers: list[int] = []
+        while time.monotonic() < deadline:
+            kids |= descendants(proc.pid)
+            workers = [
+                k for k in kids if alive(k) and b"worker" in Path(f"/proc/{k}/cmdline").read_bytes()
+            ]
+            if len(workers) == 2:
+                break
+            time.sleep(0.3)
+        assert len(workers) == 2, "the hub process plus two worker processes"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    time.sleep(0.5)
+    assert [k for k in kids if alive(k)] == []
