@@ -1,0 +1,5 @@
+"""OA connector: approvals (forms, status upgrades, contracts), decisions, reminders."""
+
+from connectors.oa.connector import build
+
+__all__ = ["build"]
