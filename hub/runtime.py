@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 def default_flows() -> list[FlowSpec]:
     from flows.records import flow as records
+    from hub.ingest import native_flow
 
-    return [records.spec()]
+    return [records.spec(), native_flow.spec()]
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Hub:
     producer: AIOKafkaProducer | None = None
     relay: OutboxRelay | None = None
     runners: list[FlowRunner] = field(default_factory=list)
+    pollers: list[Any] = field(default_factory=list)
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -60,7 +62,9 @@ class Hub:
             self.embedded = EmbeddedBroker()
             self.bootstrap = await asyncio.to_thread(self.embedded.start)
         self.broker_info = await kafka.check_reachable(s, self.bootstrap)
-        await kafka.ensure_topics(s, self.bootstrap, topics.all_topics())
+        from hub.ingest.native_flow import native_topics
+
+        await kafka.ensure_topics(s, self.bootstrap, topics.all_topics() + sorted(native_topics()))
         self.producer = kafka.make_producer(s, self.bootstrap, tansu=self.broker_info.is_tansu)
         await self.producer.start()
         self.relay = OutboxRelay(
@@ -76,9 +80,25 @@ class Hub:
                 self.runners.append(self._runner(spec))
             for r in self.runners:
                 self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
+            self._start_pollers()
         if self.serve_api:
             await self._start_api()
         log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+
+    def _start_pollers(self) -> None:
+        from hub.ingest.poller import Poller, parse_sources
+
+        assert self.sessions is not None and self.relay is not None
+        for system, url in parse_sources(self.settings.poll_sources).items():
+            p = Poller(
+                self.sessions,
+                system,
+                url,
+                interval_s=self.settings.poll_interval_s,
+                on_committed=self.relay.wake,
+            )
+            self.pollers.append(p)
+            self._tasks.append(asyncio.create_task(p.run(), name=f"poll-{system}"))
 
     def _runner(self, spec: FlowSpec) -> FlowRunner:
         s = self.settings
@@ -161,6 +181,8 @@ class Hub:
     async def stop(self) -> None:
         for r in self.runners:
             r.stop()
+        for p in self.pollers:
+            p.stop()
         if self.relay:
             self.relay.stop()
         if self.api_server is not None:

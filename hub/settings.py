@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     retry_backoff_initial_ms: int = Field(200, description="first retry delay after a store error")
     retry_backoff_max_ms: int = Field(10_000, description="longest retry delay")
 
+    # Connectors.
+    max_webhook_bytes: int = Field(
+        10_000_000, ge=1024, description="largest accepted webhook body (413 beyond)"
+    )
+    poll_sources: str = Field(
+        "", description="tables to poll: system=database-url, comma separated (ERP, PDM)"
+    )
+    poll_interval_s: float = Field(2.0, gt=0, description="pause between polls with no backlog")
+
     # API.
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")

@@ -56,8 +56,8 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
                 SourceRecord.revision,
             ).where(tuple_(*cols).in_(keys))
         )
-        for e, sysname, sid, rid, ver, ts, upd, op, payload, rev in rows:
-            held[(e, sysname, sid)] = _Held(rid, Version(ver, ts or upd), op, payload, rev)
+        for e, sysname, sid, rid, ver, ts, upd, op, stored_payload, rev in rows:
+            held[(e, sysname, sid)] = _Held(rid, Version(ver, ts or upd), op, stored_payload, rev)
     now = datetime.now(UTC)
     events: list[dict[str, Any]] = []
     for item in items:
@@ -73,12 +73,13 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
             same = cur.payload == payload and cur.op == env.op.value
             verdict, detail = compare(_version(env), cur.version, same)
         if verdict is Verdict.newer:
-            values = {
+            revision = 1 if cur is None else cur.revision + 1
+            values: dict[str, Any] = {
                 "source_version": env.source_version,
                 "source_ts": env.source_ts or env.occurred_at,
                 "op": env.op.value,
                 "payload": payload,
-                "revision": 1 if cur is None else cur.revision + 1,
+                "revision": revision,
                 "last_message_id": str(env.message_id),
                 "updated_at": now,
             }
@@ -87,7 +88,7 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
                 _version(env),
                 env.op.value,
                 payload,
-                int(values["revision"]),
+                revision,
                 values,
             )
             held[key] = nxt

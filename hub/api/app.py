@@ -21,6 +21,9 @@ def create_app(hub: Hub) -> FastAPI:
         description="Monitor flows and connectors, dead letters, replay; see docs/.",
     )
     app.state.hub = hub
+    from hub.ingest.webhook import router as webhook_router
+
+    app.include_router(webhook_router)
     asyncapi_doc: dict[str, Any] = {}
 
     @app.get("/health", tags=["health"])

@@ -216,8 +216,12 @@ class BatchProcessor:
             except TransientError:
                 raise
             except Exception as exc:
-                log.info("flow %s: batch of %d has a failing message (%s); isolating it",
-                         flow, len(todo), exc)
+                log.info(
+                    "flow %s: batch of %d has a failing message (%s); isolating it",
+                    flow,
+                    len(todo),
+                    exc,
+                )
                 return False
             done = [str(i.env.message_id) for i in todo]
         else:
@@ -239,11 +243,14 @@ class BatchProcessor:
         faults.reached("before_store_commit")
         return True
 
-    async def _fail(self, session: AsyncSession, item: Item, exc: Exception, stats: BatchStats) -> None:
+    async def _fail(
+        self, session: AsyncSession, item: Item, exc: Exception, stats: BatchStats
+    ) -> None:
         stage = exc.stage if isinstance(exc, PermanentError) else "process"
         reason = exc.reason if isinstance(exc, ContractError) else str(exc) or repr(exc)
-        log.warning("flow %s: message %s dead-lettered: %s", self.spec.name, item.env.message_id,
-                    reason)
+        log.warning(
+            "flow %s: message %s dead-lettered: %s", self.spec.name, item.env.message_id, reason
+        )
         await dead_letter(
             session,
             self.spec.name,

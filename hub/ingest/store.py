@@ -1,0 +1,79 @@
+"""Writing accepted envelopes and rejections in one transaction."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from connectors.common.errors import Rejection
+from contracts import topics
+from contracts.envelope import Envelope
+from hub.core.dlq import Failure, dead_letter
+from hub.core.inbound import InboundRecord
+from hub.core.outbox import add_rows, envelope_values
+
+NAMESPACE = uuid.UUID("5b0e7f5e-6a55-4f5e-9d7e-2f1f3f7e0a11")
+
+
+@dataclass
+class Accepted:
+    message_ids: list[str] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stable_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts))
+
+
+async def write(
+    session: AsyncSession,
+    results: Sequence[Envelope | Rejection],
+    *,
+    origin: str,
+    flow: str,
+    id_parts: tuple[object, ...] | None = None,
+) -> Accepted:
+    """``origin`` names where the records came from (webhook:crm.customer, poll:erp.material);
+    with ``id_parts`` the message ids are derived from them, so a retried delivery of the
+    same request yields the same ids and the ledger drops the repeat."""
+    out = Accepted()
+    rows: list[dict[str, object]] = []
+    base = time.time_ns()
+    for i, res in enumerate(results):
+        if isinstance(res, Rejection):
+            pos = res.position if res.position is not None else i
+            rec = InboundRecord(topic=origin, partition=0, offset=base + i, value=res.raw)
+            await dead_letter(
+                session,
+                flow,
+                rec,
+                Failure("validate", res.reason, "Rejection"),
+                source_system=res.system,
+            )
+            out.rejected.append(
+                {
+                    "position": pos,
+                    "field": res.field,
+                    "value": _short(res.value),
+                    "rule": res.rule,
+                    "reason": res.reason,
+                }
+            )
+            continue
+        env = res
+        if id_parts is not None:
+            env = env.model_copy(update={"message_id": stable_id(*id_parts, i)})
+        rows.append(envelope_values(topics.canonical(env.entity), env))
+        out.message_ids.append(str(env.message_id))
+    await add_rows(session, rows)
+    return out
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 200 else text[:197] + "..."

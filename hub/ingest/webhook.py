@@ -1,0 +1,71 @@
+"""POST /connectors/{system}/{entity}: one native record or a JSON array of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from connectors.registry import CONNECTORS
+from hub.ingest.store import write
+
+router = APIRouter(tags=["connectors"])
+
+
+def _charset(content_type: str | None) -> str | None:
+    for part in (content_type or "").split(";"):
+        k, _, v = part.strip().partition("=")
+        if k.lower() == "charset" and v:
+            return v.strip('"')
+    return None
+
+
+@router.post("/connectors/{system}/{entity}", status_code=202)
+async def receive(
+    system: str,
+    entity: str,
+    request: Request,
+    idempotency_key: str | None = Header(None, max_length=200),
+    content_type: str | None = Header(None),
+) -> JSONResponse:
+    """Accept native records. 202 when at least one record was accepted, 422 when none was;
+    every rejected record is in the dead-letter topic with the field, value and rule.
+    With an Idempotency-Key header a retried request has no second effect."""
+    hub = request.app.state.hub
+    conn = CONNECTORS.get(system)
+    if conn is None:
+        raise HTTPException(404, f"no connector {system!r} (known: {', '.join(CONNECTORS)})")
+    limit = hub.settings.max_webhook_bytes
+    raw = await request.body()
+    if len(raw) > limit:
+        raise HTTPException(413, f"body of {len(raw)} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}")
+    results = conn.decode(entity, raw, charset=_charset(content_type), source="webhook")
+    id_parts = ("webhook", system, entity, idempotency_key) if idempotency_key else None
+    async with hub.sessions() as s, s.begin():
+        out = await write(
+            s, results, origin=f"webhook:{system}.{entity}", flow="ingest", id_parts=id_parts
+        )
+    hub.relay.wake()
+    body: dict[str, Any] = {
+        "accepted": len(out.message_ids),
+        "rejected": out.rejected,
+        "message_ids": out.message_ids,
+    }
+    return JSONResponse(body, status_code=202 if out.message_ids or not out.rejected else 422)
+
+
+@router.get("/connectors")
+async def status(request: Request) -> list[dict[str, Any]]:
+    """Each connector: entities in and out, and per entity the last message seen and the
+    counts accepted, rejected, delivered and failed (this process)."""
+    return [
+        {
+            "system": name,
+            "title": c.title,
+            "inbound": c.inbound_entities,
+            "outbound": [e.value for e in c.outbound_entities],
+            "status": c.status.snapshot(),
+        }
+        for name, c in CONNECTORS.items()
+    ]

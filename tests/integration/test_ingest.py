@@ -1,0 +1,200 @@
+"""Inbound paths through the running hub: webhook, raw native topic, table polling."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from connectors.common.simulator_base import SimStore
+from connectors.crm.simulator import generate as crm_traffic
+from connectors.erp.simulator import SPEC as ERP
+from connectors.erp.simulator import generate as erp_traffic
+from contracts import topics
+from hub.broker.embedded import free_port
+from hub.ingest.poller import Poller
+from hub.runtime import Hub
+from hub.settings import Settings
+from hub.store.models import DeadLetter, RecordEvent, SourceRecord
+from tests.helpers import header, produce, read_topic, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def crm_customers(n: int) -> list[dict[str, Any]]:
+    out = [r for e, r in itertools.islice(crm_traffic(11, 0.0), 400) if e == "customer"]
+    assert len(out) >= n
+    return out[:n]
+
+
+@asynccontextmanager
+async def api_hub(broker: str, store_url: str, **kw: Any) -> AsyncIterator[tuple[Hub, str]]:
+    port = free_port()
+    settings = Settings(
+        kafka_bootstrap=broker, database_url=store_url, port=port, topic_partitions=2, **kw
+    )
+    hub = Hub(settings)
+    await hub.start()
+    try:
+        yield hub, f"http://127.0.0.1:{port}"
+    finally:
+        await hub.stop()
+
+
+async def n_records(hub: Hub, system: str | None = None) -> int:
+    assert hub.sessions is not None
+    q = select(func.count()).select_from(SourceRecord)
+    if system:
+        q = q.where(SourceRecord.source_system == system)
+    async with hub.sessions() as s:
+        return int(await s.scalar(q) or 0)
+
+
+async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect(
+    broker: str, store_url: str
+) -> None:
+    good = crm_customers(3)
+    bad = dict(good[0], create_time="2026/13/45 99:99")
+    async with api_hub(broker, store_url) as (hub, url), httpx.AsyncClient(base_url=url) as c:
+        r = await c.post(
+            "/connectors/crm/customer", json=[*good, bad], headers={"Idempotency-Key": "batch-1"}
+        )
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["accepted"] == 3
+        [rej] = body["rejected"]
+        assert rej["position"] == 3 and rej["field"] == "create_time"
+        assert "2026/13/45" in str(rej["value"])
+        again = await c.post(
+            "/connectors/crm/customer", json=[*good, bad], headers={"Idempotency-Key": "batch-1"}
+        )
+        assert again.json()["message_ids"] == body["message_ids"]
+
+        async def three() -> bool:
+            return await n_records(hub, "crm") == 3
+
+        await wait_until(three, what="3 CRM customers stored")
+        await wait_until(lambda: _dups(hub), what="the retried batch seen as duplicates")
+        assert hub.sessions is not None
+        async with hub.sessions() as s:
+            events = await s.scalar(select(func.count()).select_from(RecordEvent))
+            dead = (await s.execute(select(DeadLetter))).scalars().all()
+        assert events == 3, "the retried request had no second effect"
+        assert len(dead) == 2 and all("create_time" in d.reason for d in dead)
+        assert dead[0].topic == "webhook:crm.customer"
+
+        only_bad = await c.post("/connectors/crm/customer", json=bad)
+        assert only_bad.status_code == 422
+        unknown = await c.post("/connectors/sap/customer", json=good[0])
+        assert unknown.status_code == 404
+        status = {x["system"]: x for x in (await c.get("/connectors")).json()}
+        crm = status["crm"]["status"]
+        assert json.dumps(crm)  # serialisable
+        assert "customer" in json.dumps(crm)
+
+
+async def _dups(hub: Hub) -> bool:
+    flow = next(r for r in hub.runners if r.name == "records")
+    return flow.metrics.duplicates >= 3
+
+
+async def test_webhook_body_over_limit_is_refused(broker: str, sqlite_url: str) -> None:
+    async with (
+        api_hub(broker, sqlite_url, max_webhook_bytes=2048) as (_hub, url),
+        httpx.AsyncClient(base_url=url) as c,
+    ):
+        r = await c.post("/connectors/crm/customer", content=b"[" + b" " * 4096 + b"]")
+    assert r.status_code == 413
+    assert "EAI_MAX_WEBHOOK_BYTES" in r.text
+
+
+async def test_raw_native_topic_is_mapped_and_bad_records_dead_lettered(
+    broker: str, sqlite_url: str
+) -> None:
+    good = crm_customers(2)
+    async with api_hub(broker, sqlite_url) as (hub, _url):
+        topic = topics.native("crm", "customer")
+        await produce(
+            broker, topic, [(None, json.dumps(r, ensure_ascii=False).encode()) for r in good]
+        )
+        await produce(broker, topic, [(None, json.dumps({"cust_name": "无编号"}).encode())])
+
+        async def two() -> bool:
+            return await n_records(hub, "crm") == 2
+
+        await wait_until(two, what="2 customers from the raw topic")
+        await hub.relay.drain()  # type: ignore[union-attr]
+    dlq = await read_topic(broker, topics.DLQ)
+    assert len(dlq) == 1
+    assert header(dlq[0], "eai.error.topic") == topic
+    assert header(dlq[0], "eai.error.stage") == "validate"
+    reason = header(dlq[0], "eai.error.reason") or ""
+    assert "field 'cust_type'" in reason and "required" in reason
+
+
+async def test_polling_resumes_after_restart_without_repeats(
+    broker: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "erp.sqlite"
+    erp = SimStore(db, ERP)
+    traffic = erp_traffic(5, 0.0)
+    for entity, record in itertools.islice(traffic, 60):
+        erp.write(ERP.entity(entity), record, origin="user", upsert=True)
+    url = f"sqlite+aiosqlite:///{db}"
+    async with api_hub(broker, sqlite_url) as (hub, _):
+        assert hub.sessions is not None
+        first = Poller(hub.sessions, "erp", url, limit=7)
+        while await first.poll_once():
+            pass
+        await first.engine.dispose()
+        before = await _polled(hub)
+        assert before > 0
+        for entity, record in itertools.islice(traffic, 40):
+            erp.write(ERP.entity(entity), record, origin="user", upsert=True)
+        second = Poller(hub.sessions, "erp", url, limit=7)  # a restarted hub
+        while await second.poll_once():
+            pass
+        await second.engine.dispose()
+        after = await _polled(hub)
+    rows = sum(
+        erp.db.execute(f"SELECT count(*) FROM {b.table}").fetchone()[0]
+        for b in (
+            hub_binding(n)
+            for n in ("customer", "order", "material", "bom", "stock", "requisition", "release")
+        )
+        if b is not None and b.table
+    )
+    assert after > before
+    assert after <= rows, "no row polled twice"
+
+
+def hub_binding(name: str) -> Any:
+    from connectors.registry import CONNECTORS
+
+    try:
+        return CONNECTORS["erp"].binding(name)
+    except Exception:
+        return None
+
+
+async def _polled(hub: Hub) -> int:
+    from hub.store.models import OutboxRow
+
+    assert hub.sessions is not None
+    async with hub.sessions() as s:
+        rows = (
+            (await s.execute(select(OutboxRow.value).where(OutboxRow.topic.like("canonical.%"))))
+            .scalars()
+            .all()
+        )
+        dead = await s.scalar(select(func.count()).select_from(DeadLetter))
+    ids = [json.loads(v)["message_id"] for v in rows]
+    assert len(ids) == len(set(ids))
+    return len(ids) + int(dead or 0)
