@@ -96,7 +96,8 @@ def _upgrade(sync_conn: Any) -> None:
     if sync_conn.dialect.name == "postgresql":
         # Several workers may start at once: one migrates, the others wait.
         sync_conn.exec_driver_sql("SELECT pg_advisory_xact_lock(724001)")
-    command.upgrade(cfg, "head")
+    # Features add their own branch from 0001; "heads" applies every branch.
+    command.upgrade(cfg, "heads")
 
 
 async def migrate(engine: AsyncEngine) -> None:
