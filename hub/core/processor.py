@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.envelope import Envelope
@@ -28,6 +27,7 @@ from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord, headers_to_json
 from hub.core.ledger import already_processed, mark_processed
 from hub.core.outbox import add_rows, envelope_values, outbox_values
+from hub.store.db import insert_ignoring_conflicts
 from hub.store.models import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -263,36 +263,19 @@ class BatchProcessor:
         stats.last_error = reason
 
     async def _journal(self, session: AsyncSession, decoded: list[_Decoded]) -> None:
-        from sqlalchemy import select, tuple_
-
-        keys = [(d.rec.topic, d.rec.partition, d.rec.offset) for d in decoded]
-        existing = set(
-            (
-                await session.execute(
-                    select(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).where(
-                        tuple_(JournalEntry.topic, JournalEntry.partition, JournalEntry.offset).in_(
-                            keys
-                        )
-                    )
-                )
-            ).tuples()
-        )
-        rows: list[dict[str, Any]] = []
-        for d in decoded:
-            if (d.rec.topic, d.rec.partition, d.rec.offset) in existing:
-                continue
-            rows.append(
-                {
-                    "topic": d.rec.topic,
-                    "partition": d.rec.partition,
-                    "offset": d.rec.offset,
-                    "timestamp_ms": d.rec.timestamp_ms,
-                    "key": d.rec.key,
-                    "value": d.rec.value or b"",
-                    "headers": headers_to_json(d.rec.headers),
-                    "message_id": str(d.env.message_id) if d.env else None,
-                    "source_system": d.env.source_system if d.env else None,
-                }
-            )
-        if rows:
-            await session.execute(insert(JournalEntry), rows)
+        rows: list[dict[str, Any]] = [
+            {
+                "topic": d.rec.topic,
+                "partition": d.rec.partition,
+                "offset": d.rec.offset,
+                "timestamp_ms": d.rec.timestamp_ms,
+                "key": d.rec.key,
+                "value": d.rec.value or b"",
+                "headers": headers_to_json(d.rec.headers),
+                "message_id": str(d.env.message_id) if d.env else None,
+                "source_system": d.env.source_system if d.env else None,
+            }
+            for d in decoded
+        ]
+        # A redelivered batch finds its records already journaled: keep the first copy.
+        await insert_ignoring_conflicts(session, JournalEntry.__table__, rows)

@@ -104,3 +104,17 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
     log.info("store schema at head (%s)", engine.dialect.name)
+
+
+async def insert_ignoring_conflicts(session: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL: one statement, no read."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    else:  # pragma: no cover - only the two supported stores
+        raise NotImplementedError(f"store dialect {dialect} is not supported")
+    await session.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
