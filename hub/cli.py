@@ -127,7 +127,7 @@ def topics(
     if not bs:
         _fail(
             "no broker: pass --bootstrap or set EAI_KAFKA_BOOTSTRAP (the embedded one lives "
-            "inside a running hub; GET /topics on its admin API)"
+            "inside a running hub: GET /topics on its admin API)"
         )
     from hub.broker.kafka import BrokerUnreachable, check_reachable, topic_end_offsets
 

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = Field(None, description="client certificate for mutual TLS")
     kafka_ssl_keyfile: Path | None = Field(None, description="client key for mutual TLS")
     kafka_idempotence: Literal["auto", "on", "off"] = Field(
-        "auto", description="idempotent producer; auto = on for external brokers, off embedded"
+        "auto",
+        description="idempotent producer; auto = off on Tansu (detected by cluster id), on elsewhere",
     )
     kafka_connect_timeout_s: float = Field(15.0, description="give up reaching the broker after")
     topic_partitions: int = Field(6, ge=1, description="partitions of topics the hub creates")

@@ -49,7 +49,33 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.get("/metrics", tags=["monitoring"], response_class=Response)
     async def prometheus() -> Response:
+        await refresh_gauges(hub)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/topics", tags=["monitoring"])
+    async def list_topics() -> list[dict[str, Any]]:
+        """Every topic and partition with its true end offset (correct on the embedded broker
+        too) and, per flow consuming it, the committed position and the lag."""
+        from hub.broker.kafka import topic_end_offsets
+
+        parts = await topic_end_offsets(hub.settings, hub.bootstrap)
+        positions = {
+            (t, p): (r.name, o) for r in hub.runners for (t, p), o in r.metrics.positions.items()
+        }
+        out = []
+        for p in parts:
+            flow, pos = positions.get((p.topic, p.partition), (None, None))
+            out.append(
+                {
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "end_offset": p.end_offset,
+                    "flow": flow,
+                    "position": pos,
+                    "lag": (p.end_offset - pos) if pos is not None else None,
+                }
+            )
+        return out
 
     @app.get("/flows", tags=["monitoring"])
     async def flows() -> list[dict[str, Any]]:
@@ -76,3 +102,21 @@ def create_app(hub: Hub) -> FastAPI:
         return out
 
     return app
+
+
+async def refresh_gauges(hub: Hub) -> None:
+    from sqlalchemy import func, select
+
+    from hub.store.models import DeadLetter, OutboxRow
+
+    if hub.sessions is None:
+        return
+    async with hub.sessions() as s:
+        pending = await s.scalar(
+            select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
+        )
+        dead = await s.scalar(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.status == "new")
+        )
+    metrics.OUTBOX_PENDING.set(pending or 0)
+    metrics.DEAD_LETTERS.set(dead or 0)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hub import metrics
 from hub.core import faults
 from hub.core.inbound import headers_from_json
 from hub.store.models import OutboxRow
@@ -123,6 +124,7 @@ class OutboxRelay:
                     .values(lease_until=None, last_error=str(errors[0])[:1000])
                 )
         self.published += len(sent)
+        metrics.OUTBOX_PUBLISHED.inc(len(sent))
         if errors:
             self.failures += len(errors)
             self.last_error = str(errors[0])

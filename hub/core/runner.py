@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from hub import metrics
 from hub.core import faults
 from hub.core.errors import TransientError
 from hub.core.inbound import InboundRecord
@@ -96,6 +97,7 @@ class FlowRunner:
                 break
             except TransientError as exc:
                 self.metrics.retries += 1
+                metrics.BATCH_RETRIES.labels(self.name).inc()
                 self.metrics.last_error, self.metrics.last_error_at = str(exc), time.time()
                 log.warning("flow %s: batch retried in %.1fs: %s", self.name, delay, exc)
                 if self._stopping.is_set():
@@ -103,6 +105,9 @@ class FlowRunner:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.backoff_max)
         self.metrics.add(len(records), stats)
+        metrics.MESSAGES.labels(self.name, "applied").inc(stats.applied)
+        metrics.MESSAGES.labels(self.name, "duplicate").inc(stats.duplicates)
+        metrics.MESSAGES.labels(self.name, "dead_lettered").inc(stats.dead_lettered)
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}
         try:
             await self.consumer.commit(offsets)

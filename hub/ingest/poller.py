@@ -33,7 +33,9 @@ def parse_sources(spec: str) -> dict[str, str]:
 
 
 async def _get_watermark(s: AsyncSession, name: str) -> Any:
-    row = await s.scalar(select(KeyValue).where(KeyValue.name == name))
+    # FOR UPDATE: two hub processes polling the same table queue here instead of both
+    # reading the same window (SQLite's BEGIN IMMEDIATE already serialises them).
+    row = await s.scalar(select(KeyValue).where(KeyValue.name == name).with_for_update())
     return row.value.get("watermark") if row else None
 
 

@@ -62,6 +62,9 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
 ) -> None:
     good = crm_customers(3)
     bad = dict(good[0], create_time="2026/13/45 99:99")
+    # Prometheus counters live for the process; other tests in it count too.
+    applied_before = _counter("records", "applied")
+    dups_before = _counter("records", "duplicate")
     async with api_hub(broker, store_url) as (hub, url), httpx.AsyncClient(base_url=url) as c:
         r = await c.post(
             "/connectors/crm/customer", json=[*good, bad], headers={"Idempotency-Key": "batch-1"}
@@ -98,6 +101,26 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
         crm = status["crm"]["status"]
         assert json.dumps(crm)  # serialisable
         assert "customer" in json.dumps(crm)
+
+        prom = (await c.get("/metrics")).text
+        assert prom_value(prom, "records", "applied") - applied_before == 3
+        assert prom_value(prom, "records", "duplicate") - dups_before == 3
+        parts = [t for t in (await c.get("/topics")).json() if t["topic"] == "canonical.customer"]
+        assert sum(t["end_offset"] for t in parts) == 6, "3 accepted + 3 repeated by the retry"
+        assert all(t["lag"] == 0 for t in parts if t["position"] is not None)
+
+
+def _counter(flow: str, outcome: str) -> float:
+    from hub.metrics import REGISTRY
+
+    labels = {"flow": flow, "outcome": outcome}
+    return REGISTRY.get_sample_value("eai_flow_messages_total", labels) or 0.0
+
+
+def prom_value(text: str, flow: str, outcome: str) -> float:
+    prefix = f'eai_flow_messages_total{{flow="{flow}",outcome="{outcome}"}} '
+    line = next(ln for ln in text.splitlines() if ln.startswith(prefix))
+    return float(line[len(prefix) :])
 
 
 async def _dups(hub: Hub) -> bool:
