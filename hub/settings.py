@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="client key for mutual TLS")
     kafka_idempotence: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="idempotent producer; auto = off on Tansu (detected by cluster id), on elsewhere",
+        description="idempotent producer; auto = off on Tansu (by cluster id), on elsewhere",
     )
     kafka_connect_timeout_s: float = Field(15.0, description="give up reaching the broker after")
     topic_partitions: int = Field(6, ge=1, description="partitions of topics the hub creates")
