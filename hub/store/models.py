@@ -168,9 +168,3 @@ class KeyValue(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime]
-
-
-# Urge tables live in their own module; importing it registers them on Base.metadata.
-import hub.store.urge_models  # noqa: E402, F401
-import hub.store.delivery_models  # noqa: E402,F401
-import hub.store.admin_models  # noqa: E402,F401
