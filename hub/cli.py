@@ -155,5 +155,9 @@ def _mount_optional() -> None:
 
 _mount_optional()
 
+from hub.cli_connectors import register as _register_connectors  # noqa: E402
+
+_register_connectors(app)
+
 if __name__ == "__main__":
     app()
