@@ -25,8 +25,13 @@ N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 20_000
 
 
 async def raw_baseline(bootstrap: str, topic: str, n: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="bench-raw",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="bench-raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5)
     await consumer.start()
     await producer.start()
@@ -38,8 +43,9 @@ async def raw_baseline(bootstrap: str, topic: str, n: int) -> float:
         for rs in batches.values():
             for r in rs:
                 doc = json.loads(r.value)
-                futs.append(await producer.send("bench.raw.out", key=r.key,
-                                                value=json.dumps(doc).encode()))
+                futs.append(
+                    await producer.send("bench.raw.out", key=r.key, value=json.dumps(doc).encode())
+                )
             seen += len(rs)
         if futs:
             await asyncio.gather(*futs)
@@ -52,9 +58,12 @@ async def raw_baseline(bootstrap: str, topic: str, n: int) -> float:
 
 async def hub_records_flow(bootstrap: str, n: int, batch_size: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(kafka_bootstrap=bootstrap, batch_size=batch_size,
-                            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}",
-                            group_prefix=f"bench{batch_size}")
+        settings = Settings(
+            kafka_bootstrap=bootstrap,
+            batch_size=batch_size,
+            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}",
+            group_prefix=f"bench{batch_size}",
+        )
         hub = Hub(settings, serve_api=False)
         await hub.start()
         t0 = time.perf_counter()  # like the baseline: after start, group join included
@@ -78,7 +87,7 @@ async def run() -> None:
         settings = Settings(kafka_bootstrap=b.bootstrap)
         from hub.broker.kafka import ensure_topics
 
-        await ensure_topics(settings, b.bootstrap, topics.all_topics() + ["bench.raw.out"])
+        await ensure_topics(settings, b.bootstrap, [*topics.all_topics(), "bench.raw.out"])
         envs = [customer_env(i) for i in range(N)]
         await produce_envs(b.bootstrap, topics.canonical(Entity.customer), envs)
         raw = await raw_baseline(b.bootstrap, topics.canonical(Entity.customer), N)
@@ -86,8 +95,10 @@ async def run() -> None:
         print(f"raw aiokafka consume-transform-produce: {N / raw:,.0f} msg/s (baseline)")
         for batch in (100, 500):
             t = await hub_records_flow(b.bootstrap, N, batch)
-            print(f"records flow, batch {batch:>4}, SQLite, incl. outbox relay: "
-                  f"{N / t:,.0f} msg/s  ratio to baseline {raw / t:.2f}")
+            print(
+                f"records flow, batch {batch:>4}, SQLite, incl. outbox relay: "
+                f"{N / t:,.0f} msg/s  ratio to baseline {raw / t:.2f}"
+            )
 
 
 def main() -> None:
