@@ -108,7 +108,7 @@ class OaDecision(NativeModel):
 class OaReminder(NativeModel):
     """A reminder (催办) in the approver's inbox."""
 
-    remind_id: S20 | None = None
+    remind_id: S40 | None = None
     flow_id: S20 | None = None
     ext_ref: S40 | None = None
     source: Code  # 发起系统: OA, ERP, PDM, CRM, DRP, HUB
@@ -117,7 +117,7 @@ class OaReminder(NativeModel):
     to_user: S20
     content: S500
     seq: S4  # 第几次催办
-    prev_remind_id: S20 | None = None
+    prev_remind_id: S40 | None = None
     due_time: DateTimeStr
     send_time: DateTimeStr | None = None
     escalate_to: S20 | None = None

@@ -9,12 +9,18 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 
 from contracts import topics
-from contracts.envelope import Entity, Envelope
+from contracts.envelope import Entity, Envelope, Op
 from flows.records.staleness import Verdict, Version, compare
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.store.models import RecordEvent, SourceRecord
 
 NAME = "records"
+
+
+def record_kind(env: Envelope) -> str:
+    """What is versioned together. An approval's decision is not a newer version of its
+    request: both share the source id, and the later one must not make the other stale."""
+    return f"{env.entity.value}.decision" if env.op is Op.decide else env.entity.value
 
 
 def _version(env: Envelope) -> Version:
@@ -40,7 +46,7 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
     """One query for the batch's stored records, the decisions in memory in message order,
     then one bulk insert, one bulk update and one lineage insert."""
     s = ctx.session
-    keys = list({(i.env.entity.value, i.env.source_system, i.env.source_id) for i in items})
+    keys = list({(record_kind(i.env), i.env.source_system, i.env.source_id) for i in items})
     held: dict[Key, _Held] = {}
     if keys:
         cols = (SourceRecord.entity, SourceRecord.source_system, SourceRecord.source_id)
@@ -65,7 +71,7 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
         payload: dict[str, Any] = (
             item.body.model_dump(mode="json") if item.body is not None else dict(env.body)
         )
-        key = (env.entity.value, env.source_system, env.source_id)
+        key = (record_kind(env), env.source_system, env.source_id)
         cur = held.get(key)
         if cur is None:
             verdict, detail = Verdict.newer, "first version"
@@ -96,7 +102,7 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
         events.append(
             {
                 "message_id": str(env.message_id),
-                "entity": env.entity.value,
+                "entity": key[0],
                 "source_system": env.source_system,
                 "source_id": env.source_id,
                 "outcome": verdict.value,

@@ -98,3 +98,45 @@ async def test_transient_error_rolls_back_the_whole_batch(sessions: Any) -> None
     else:
         raise AssertionError("TransientError expected")
     assert await counts(sessions) == (0, 0, 0), "nothing committed: the batch is retried whole"
+
+
+async def test_an_approval_decision_does_not_make_its_request_stale(sessions: Any) -> None:
+    from datetime import UTC, datetime
+
+    from contracts.envelope import Entity, Op
+    from flows.records.flow import spec
+    from hub.store.models import RecordEvent
+
+    common = {"entity": Entity.approval, "source_system": "erp", "source_id": "PR-1"}
+    decision = Envelope(
+        **common,
+        op=Op.decide,
+        source_version=2,
+        body={
+            "approval_id": "PR-1",
+            "decision": "approved",
+            "decided_by": "王总",
+            "decided_at": datetime(2026, 11, 24, 9, tzinfo=UTC).isoformat(),
+        },
+    )
+    request = Envelope(
+        **common,
+        op=Op.request,
+        source_version=1,
+        body={
+            "approval_id": "PR-1",
+            "type": "purchase_requisition",
+            "title": "请购 电机",
+            "amount": "8000",
+            "requester": "李工",
+            "approver": "王总",
+            "submitted_at": datetime(2026, 11, 23, 9, tzinfo=UTC).isoformat(),
+        },
+    )
+    p = BatchProcessor(spec(), sessions, max_message_bytes=100_000)
+    await p.process([rec(decision, 0), rec(request, 1)])
+    async with sessions() as s:
+        outcomes = dict(
+            (await s.execute(select(RecordEvent.entity, RecordEvent.outcome))).tuples().all()
+        )
+    assert outcomes == {"approval.decision": "applied", "approval": "applied"}
