@@ -37,6 +37,7 @@ chaos: install
 	$(BIN)/python -m pytest -q -m chaos tests/chaos
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

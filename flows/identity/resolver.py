@@ -1,0 +1,364 @@
+"""Incremental resolution of one record at a time against golden records.
+
+The decision itself (`decide`) is a pure function of the model, the record's profile and the
+candidate clusters' profiles. `Resolver` wires it to a candidate index and a cluster store
+through two small protocols; the in-memory implementations here serve the batch command and
+the tests, and a store-backed pair serves streaming. Because both paths call `decide` with the
+same candidates in the same order, batch and streaming produce the same clusters for the same
+input order.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from flows.identity.blocking import blocking_keys
+from flows.identity.config import IdentityConfig
+from flows.identity.profile import Profile, build_profile, merge_profiles
+from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
+
+Action = Literal["merge", "review", "new"]
+# Disagreement on these fields stops an automatic merge (review at most): a different name under
+# a shared phone and address is a relative or a neighbour more often than a typo, and a
+# different specification (M3x8 / M3x10) is a different part.
+VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec",)}
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
+
+
+def golden_id_for(entity: str, source_system: str, source_id: str) -> str:
+    """Golden id derived from the first member, so re-running the same input gives the same ids."""
+    return "G-" + str(uuid.uuid5(_NAMESPACE, f"{entity}/{source_system}/{source_id}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    golden_id: str  # the cluster the record belongs to after this decision
+    # probability that the record is the best candidate's entity, candidates competing for it
+    score: float
+    evidence: tuple[FieldEvidence, ...]
+    candidate_id: str | None = None  # best candidate; for review, the record to review against
+    match_weight: float | None = None
+    flags: tuple[str, ...] = ()  # unmatchable | known_source | id_match | disagreement
+    # what the caller persists: the golden record's new profile and keys to index under it
+    profile: Profile | None = field(default=None, compare=False)
+    new_keys: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "action": self.action,
+            "golden_id": self.golden_id,
+            "score": round(self.score, 6),
+            "evidence": [e.as_dict() for e in self.evidence],
+        }
+        if self.candidate_id is not None:
+            out["candidate_id"] = self.candidate_id
+        if self.match_weight is not None:
+            out["match_weight"] = round(self.match_weight, 3)
+        if self.flags:
+            out["flags"] = list(self.flags)
+        return out
+
+
+class CandidateIndex(Protocol):
+    """(block_key, golden_id) lookup.
+
+    Contract the store-backed implementation must keep for batch/stream equality:
+    `candidates` ignores every key held by more than `cap` golden ids, orders the rest by the
+    number of keys shared (descending) then golden_id (ascending), and returns at most `limit`.
+    """
+
+    def add(self, golden_id: str, keys: Iterable[str]) -> None: ...
+
+    def candidates(self, keys: Iterable[str], limit: int) -> list[str]: ...
+
+
+class ClusterStore(Protocol):
+    def get(self, golden_id: str) -> Profile | None: ...
+
+    def put(self, golden_id: str, profile: Profile) -> None: ...
+
+    def golden_of(self, source_system: str, source_id: str) -> str | None: ...
+
+    def link(self, source_system: str, source_id: str, golden_id: str) -> None: ...
+
+
+class InMemoryIndex:
+    """Candidate index in a dict. Keys past the cap stop storing ids, which bounds memory."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._postings: dict[str, set[str] | None] = {}
+
+    def add(self, golden_id: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            ids = self._postings.get(key, set())
+            if ids is None:
+                continue
+            ids.add(golden_id)
+            # once too common a key stays ignored; it can never become selective again
+            self._postings[key] = None if len(ids) > self.cap else ids
+
+    def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
+        shared: Counter[str] = Counter()
+        for key in keys:
+            ids = self._postings.get(key)
+            if ids:
+                shared.update(ids)
+        ranked = sorted([(-count, gid) for gid, count in shared.items()])
+        return [gid for _, gid in ranked[:limit]]
+
+    def __len__(self) -> int:
+        return len(self._postings)
+
+
+class InMemoryClusters:
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.xref: dict[tuple[str, str], str] = {}
+
+    def get(self, golden_id: str) -> Profile | None:
+        return self.profiles.get(golden_id)
+
+    def put(self, golden_id: str, profile: Profile) -> None:
+        self.profiles[golden_id] = profile
+
+    def golden_of(self, source_system: str, source_id: str) -> str | None:
+        return self.xref.get((source_system, source_id))
+
+    def link(self, source_system: str, source_id: str, golden_id: str) -> None:
+        self.xref[(source_system, source_id)] = golden_id
+
+
+def _issues(profile: Profile) -> list[FieldEvidence]:
+    return [FieldEvidence("input", "issue", 0.0, text) for text in profile.issues]
+
+
+def decide(
+    model: Model,
+    config: IdentityConfig,
+    source_system: str,
+    source_id: str,
+    profile: Profile,
+    candidates: Sequence[tuple[str, Profile]],
+    *,
+    known_golden: tuple[str, Profile] | None = None,
+    keys: frozenset[str] | None = None,
+    explain: bool = True,
+) -> Decision:
+    """Decide where one record goes. Pure: no I/O, no state.
+
+    `candidates` are (golden_id, cluster profile) in index order; `known_golden` is the cluster
+    this very source record already belongs to, if any (an update of a known record); `keys`
+    are the record's blocking keys if the caller has them already. explain=False skips the
+    evidence text (same decision, faster).
+    """
+    if keys is None:
+        keys = frozenset(blocking_keys(profile)) if profile.usable() else frozenset()
+    limit = config.max_values_per_field
+    own_id = golden_id_for(model.entity, source_system, source_id)
+    issues = _issues(profile) if explain else []
+
+    if known_golden is not None:
+        gid, cluster = known_golden
+        note = FieldEvidence(
+            "source", "known", 0.0, f"{source_system}/{source_id} already in {gid}"
+        )
+        return Decision(
+            "merge",
+            gid,
+            1.0,
+            (note, *issues),
+            gid,
+            None,
+            ("known_source",),
+            merge_profiles(cluster, profile, limit),
+            keys,
+        )
+    if not profile.usable():
+        note = FieldEvidence(
+            "record",
+            "unmatchable",
+            0.0,
+            "no name, identifier, phone, e-mail or address to match on",
+        )
+        return Decision("new", own_id, 0.0, (note, *issues), None, None, ("unmatchable",), profile)
+
+    best: tuple[str, Score, Profile] | None = None
+    kept_apart: list[tuple[str, Profile]] = []
+    odds_total = 0.0
+    for gid, cluster in candidates:
+        result = score(model, profile, cluster)
+        if result.rule == NON_MATCH:
+            kept_apart.append((gid, cluster))
+            continue
+        odds_total += _odds(result.weight)
+        if best is None or _better(result, gid, best[1], best[0]):
+            best = (gid, result, cluster)
+        if result.rule == MATCH:
+            # a validated identifier decides alone; no other candidate can change that
+            break
+    excluded = _kept_apart_evidence(model, profile, kept_apart) if explain else []
+
+    if best is None:
+        return Decision("new", own_id, 0.0, (*excluded, *issues), None, None, (), profile, keys)
+    gid, result, cluster = best
+    if explain:
+        result = score(model, profile, cluster, explain=True)
+    # A record belongs to at most one golden record, so candidates compete for it:
+    # P(candidate i) = odds_i / (1 + sum of all odds). Two equally good namesakes each get
+    # less than one half, where pairwise scoring would have called both a match.
+    own_odds = _odds(result.weight)
+    probability = 1.0 if result.rule == MATCH else own_odds / (1.0 + odds_total)
+    rivals = odds_total - own_odds
+    evidence = (*result.evidence, *excluded, *issues)
+    if explain and rivals > 0.05 * own_odds and result.rule != MATCH:
+        evidence = (
+            *evidence,
+            FieldEvidence(
+                "candidates",
+                "competing",
+                0.0,
+                f"pairwise probability {result.probability:.3f} shared with other candidates",
+            ),
+        )
+    result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
+    vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
+    if vetoed and result.rule != MATCH and result.probability >= config.upper:
+        note = FieldEvidence(
+            "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
+        )
+        return Decision(
+            "review",
+            own_id,
+            result.probability,
+            (*evidence, note),
+            gid,
+            result.weight,
+            ("disagreement",),
+            profile,
+            keys,
+        )
+    if result.rule == MATCH or result.probability >= config.upper:
+        flags = ("id_match",) if result.rule == MATCH else ()
+        return Decision(
+            "merge",
+            gid,
+            result.probability,
+            evidence,
+            gid,
+            result.weight,
+            flags,
+            merge_profiles(cluster, profile, limit),
+            keys,
+        )
+    action: Action = "review" if result.probability >= config.lower else "new"
+    return Decision(
+        action, own_id, result.probability, evidence, gid, result.weight, (), profile, keys
+    )
+
+
+def _kept_apart_evidence(
+    model: Model, profile: Profile, kept_apart: list[tuple[str, Profile]]
+) -> list[FieldEvidence]:
+    if not kept_apart:
+        return []
+    reasons = []
+    for gid, cluster in kept_apart[:3]:
+        result = score(model, profile, cluster, explain=True)
+        reason = next(
+            (
+                f"{e.field}: {e.detail}"
+                for e in result.evidence
+                if e.level == "rule" or "conflict" in e.level
+            ),
+            "",
+        )
+        reasons.append(f"{gid} ({reason})")
+    more = len(kept_apart) - 3
+    text = "; ".join(reasons) + (f"; +{more} more" if more > 0 else "")
+    return [FieldEvidence("candidates", "kept apart", 0.0, text)]
+
+
+def _odds(weight: float) -> float:
+    return math.pow(2.0, min(max(weight, -200.0), 200.0))
+
+
+def _better(new: Score, new_id: str, old: Score, old_id: str) -> bool:
+    a = (new.rule == MATCH, new.probability, new.weight)
+    b = (old.rule == MATCH, old.probability, old.weight)
+    if a != b:
+        return a > b
+    return new_id < old_id
+
+
+class Resolver:
+    """Stateful wrapper of `decide` over a candidate index and a cluster store."""
+
+    def __init__(
+        self,
+        model: Model,
+        config: IdentityConfig | None = None,
+        index: CandidateIndex | None = None,
+        clusters: ClusterStore | None = None,
+        *,
+        explain: bool = True,
+    ) -> None:
+        self.model = model
+        self.explain = explain
+        self.config = config or IdentityConfig()
+        self.index: CandidateIndex = (
+            index if index is not None else InMemoryIndex(self.config.block_cap)
+        )
+        self.clusters: ClusterStore = clusters if clusters is not None else InMemoryClusters()
+
+    def resolve(self, source_system: str, source_id: str, record: Mapping[str, Any]) -> Decision:
+        profile = build_profile(self.model.entity, record, self.config.default_country)
+        return self.resolve_profile(source_system, source_id, profile)
+
+    def resolve_profile(
+        self,
+        source_system: str,
+        source_id: str,
+        profile: Profile,
+        keys: frozenset[str] | None = None,
+    ) -> Decision:
+        if keys is None:
+            keys = frozenset(blocking_keys(profile)) if profile.usable() else frozenset()
+        known = self.clusters.golden_of(source_system, source_id)
+        known_golden = None
+        if known is not None:
+            cluster = self.clusters.get(known)
+            if cluster is not None:
+                known_golden = (known, cluster)
+        candidates: list[tuple[str, Profile]] = []
+        if known_golden is None and profile.usable():
+            for gid in self.index.candidates(keys, self.config.max_candidates):
+                cluster = self.clusters.get(gid)
+                if cluster is not None:
+                    candidates.append((gid, cluster))
+        decision = decide(
+            self.model,
+            self.config,
+            source_system,
+            source_id,
+            profile,
+            candidates,
+            known_golden=known_golden,
+            keys=keys,
+            explain=self.explain,
+        )
+        self.apply(source_system, source_id, decision)
+        return decision
+
+    def apply(self, source_system: str, source_id: str, decision: Decision) -> None:
+        if decision.profile is not None:
+            self.clusters.put(decision.golden_id, decision.profile)
+        if decision.new_keys:
+            self.index.add(decision.golden_id, decision.new_keys)
+        self.clusters.link(source_system, source_id, decision.golden_id)

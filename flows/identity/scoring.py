@@ -1,0 +1,637 @@
+"""Fellegi-Sunter scoring, in the manner of Splink.
+
+Each comparison puts a pair of profiles into one of a few ordered levels (exact, close, ...,
+else) or `null` when either side lacks the field. Level l carries m = P(level | match) and
+u = P(level | non-match); the pair's match weight is log2 of the prior odds plus the sum of
+log2(m/u) over the fields, and its match probability follows from that. Exact agreement on a
+rare value is worth more than on a common one: for fields with term-frequency adjustment the u
+of an exact match is replaced by the value's own frequency, as Splink does.
+
+Two rules sit above the sum: an identical identifier validated by its check character decides
+alone, and conflicting validated identifiers of the same scheme (or an organization against a
+person) keep the pair apart whatever the other fields say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.fuzz import partial_ratio, token_set_ratio
+
+from flows.identity.normalize import has_cjk, pinyin, street_core
+from flows.identity.profile import CUSTOMER, MATERIAL, ORGANIZATION, Profile
+
+NULL = -1
+# Level outcome: (level index or NULL, value the tf adjustment looks up, human-readable detail).
+# The detail is only built when asked for (explain=True): most comparisons are never shown.
+Outcome = tuple[int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    name: str
+    labels: tuple[str, ...]  # ordered best first; the last one is the disagreement level
+    compare: Callable[[Profile, Profile, bool], Outcome]
+    tf: bool = False  # term-frequency adjustment of the exact level
+    tf_levels: tuple[int, ...] = ()  # or of these levels
+
+    @property
+    def adjusted_levels(self) -> tuple[int, ...]:
+        return self.tf_levels or ((0,) if self.tf else ())
+
+
+# --------------------------------------------------------------------------- level functions
+
+
+def _best(
+    left: tuple[str, ...],
+    right: tuple[str, ...],
+    level: Callable[[str, str], int],
+    worst: int,
+    explain: bool,
+) -> Outcome:
+    if not left or not right:
+        return NULL, "", ""
+    best, pair = worst + 1, (left[0], right[0])
+    for a in left:
+        for b in right:
+            lv = level(a, b)
+            if lv < best:
+                best, pair = lv, (a, b)
+                if lv == 0:
+                    return 0, a, f"{a!r} = {b!r}" if explain else ""
+    detail = f"{pair[0]!r} vs {pair[1]!r}" if explain else ""
+    return min(best, worst), pair[0], detail
+
+
+@lru_cache(maxsize=262144)
+def _phonetic(name: str) -> str:
+    return "".join(sorted(pinyin(name).split()))
+
+
+def _name_level(a: str, b: str) -> int:
+    """0 exact, 1 close, 2 similar, 3 different."""
+    if a == b:
+        return 0
+    cjk = has_cjk(a) or has_cjk(b)
+    if not cjk and " " in a and sorted(a.split()) == sorted(b.split()):
+        return 0
+    if _phonetic(a) == _phonetic(b):
+        # homophones (张伟/张玮) and the same name across scripts or word orders
+        return 1
+    if cjk and has_cjk(a) and has_cjk(b):
+        # One character off is "similar", not "close": in a four-character company name it is
+        # as often another company (方锐 / 方合) as a typo, and homophone typos, the usual IME
+        # error, were caught above.
+        longest = max(len(a), len(b))
+        dist = Levenshtein.distance(a, b, score_cutoff=2)
+        if (dist <= 1 and longest >= 3) or (dist <= 2 and longest >= 6):
+            return 2
+        if min(len(a), len(b)) >= 2 and (a.startswith(b) or b.startswith(a)):
+            return 2
+        return 3
+    # edit distance, not Jaro-Winkler, for "close": JW rewards a shared prefix, so
+    # "river logistics" would be close to "river apex logistics"
+    longest = max(len(a), len(b))
+    dist = Levenshtein.distance(a, b, score_cutoff=3)
+    if (dist <= 1 and longest >= 5) or (dist <= 2 and longest >= 12):
+        return 1
+    if JaroWinkler.similarity(a, b) >= 0.9 or token_set_ratio(a, b) >= 90:
+        return 2
+    ta, tb = a.split(), b.split()
+    if len(ta) >= 2 and len(tb) >= 2 and ta[-1] == tb[-1]:
+        fa, fb = ta[0], tb[0]
+        # "j smith" / "john smith", "chris smith" / "christopher smith"
+        if fa.startswith(fb) or fb.startswith(fa):
+            return 2
+    return 3
+
+
+def _cmp_name(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _name_outcome(a, b, explain)
+
+
+def _cmp_org_name(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    if a.kind != ORGANIZATION and b.kind != ORGANIZATION:
+        return NULL, "", ""
+    return _name_outcome(a, b, explain)
+
+
+def _cmp_person_name(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    if a.kind == ORGANIZATION or b.kind == ORGANIZATION:
+        return NULL, "", ""
+    return _name_outcome(a, b, explain)
+
+
+def _name_outcome(a: Profile, b: Profile, explain: bool) -> Outcome:
+    level, value, detail = _best(a.names, b.names, _name_level, 3, explain)
+    if level > 2:
+        # same brand, different industry word: 华为 / 华为技术
+        for x in a.brands:
+            if x and x in b.brands:
+                return 2, value, f"brand {x!r} shared; {detail}" if explain else ""
+    return level, value, detail
+
+
+def _eq(a: str, b: str) -> int:
+    return 0 if a == b else 1
+
+
+def _cmp_tagged(
+    left: tuple[str, ...], right: tuple[str, ...], contact: str, explain: bool
+) -> Outcome:
+    """Any shared value agrees; a disagreement needs own values of one tag on both sides.
+
+    A company's switchboard against a buyer's mobile, or one buyer's mobile against another
+    buyer's, is not a conflict: different channels or people of the same company. Such pairs
+    are null, not "else".
+    """
+    if not left or not right:
+        return NULL, "", ""
+    values = {p[2:] for p in right}
+    for p in left:
+        if p[2:] in values:
+            return 0, p[2:], f"{p[2:]!r} on both" if explain else ""
+    tags = {p[0] for p in right if p[0] != contact}
+    for p in left:
+        if p[0] in tags:
+            if not explain:
+                return 1, "", ""
+            other = next(q for q in right if q[0] == p[0])
+            return 1, "", f"{p[2:]!r} vs {other[2:]!r}"
+    return NULL, "", ""
+
+
+def _cmp_phone(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _cmp_tagged(a.phones, b.phones, "c", explain)
+
+
+def _cmp_email(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _cmp_tagged(a.emails, b.emails, "c", explain)
+
+
+def _cmp_city(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.cities, b.cities, _eq, 1, explain)
+
+
+@lru_cache(maxsize=262144)
+def _street_core(street: str) -> str:
+    return street_core(street)
+
+
+def _street_level(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    core_a, core_b = _street_core(a), _street_core(b)
+    if core_a == core_b and len(core_a) >= 4:
+        # same street and number; building, floor or unit written differently
+        return 1
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    # the same address with or without building/floor detail or a leading development zone
+    if len(short) >= 4 and short in long_:
+        return 1
+    if Levenshtein.normalized_similarity(a, b) >= 0.85:
+        return 1
+    if len(short) >= 5 and partial_ratio(short, long_) >= 85:
+        # a typo in the street plus building detail on one side only
+        return 1
+    return 2
+
+
+def _cmp_street(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.streets, b.streets, _street_level, 2, explain)
+
+
+def _dob_level(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    if a[:4] == b[:4] and a[4:6] == b[6:8] and a[6:8] == b[4:6]:
+        return 1  # day and month swapped
+    if Levenshtein.distance(a, b, score_cutoff=1) <= 1:
+        return 1
+    return 2
+
+
+def _cmp_dob(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.dobs, b.dobs, _dob_level, 2, explain)
+
+
+def _cmp_strong_id(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    """0 identical validated id, 1 conflicting validated ids of one scheme.
+
+    A conflict wins over a shared id: a cluster that somehow holds two credit codes must not
+    pull in a third entity through one of them.
+    """
+    if not a.strong_ids or not b.strong_ids:
+        return NULL, "", ""
+    right: dict[str, set[str]] = {}
+    for scheme, value in b.strong_ids:
+        right.setdefault(scheme, set()).add(value)
+    shared: Outcome | None = None
+    for scheme, value in a.strong_ids:
+        others = right.get(scheme)
+        if not others:
+            continue
+        if value in others:
+            shared = shared or (0, value, f"{scheme} {value} on both")
+        elif not any(v == value for s, v in a.strong_ids if s == scheme and v in others):
+            return 1, value, f"{scheme} {value} vs {', '.join(sorted(others))}"
+    return shared or (NULL, "", "")
+
+
+def _cmp_weak_id(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    """Identifiers without a check character, compared within one scheme.
+
+    No "close" level: numbers one keystroke apart are as often neighbours in a sequence (the
+    next customer number) as they are typos.
+    """
+    if not a.weak_ids or not b.weak_ids:
+        return NULL, "", ""
+    best: Outcome = (NULL, "", "")
+    for scheme, x in a.weak_ids:
+        for scheme_b, y in b.weak_ids:
+            if scheme != scheme_b:
+                continue
+            if x == y:
+                return 0, f"{scheme}:{x}", f"{scheme} {x} on both"
+            if best[0] == NULL:
+                best = (1, f"{scheme}:{x}", f"{scheme} {x} vs {y}")
+    return best
+
+
+def _cmp_place(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    """Phone and street as one comparison.
+
+    They are not independent among non-matches: family members and companies in one building
+    share both. Scoring them jointly lets the data say how rare agreement on both is, instead
+    of multiplying two small u probabilities as if they were unrelated.
+    """
+    phone, street = _cmp_phone(a, b, explain), _cmp_street(a, b, explain)
+    if phone[0] == NULL and street[0] == NULL:
+        return NULL, "", ""
+    detail = ""
+    if explain:
+        parts = [f"phone {phone[2]}" if phone[0] != NULL else ""]
+        parts.append(f"street {street[2]}" if street[0] != NULL else "")
+        detail = "; ".join(p for p in parts if p)
+    if phone[0] == 0:
+        return (0 if street[0] in (0, 1) else 1), phone[1], detail
+    if street[0] in (0, 1):
+        return 2 + street[0], street[1], detail
+    return 4, "", detail
+
+
+def _code_level(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    if len(a) >= 5 and Levenshtein.distance(a, b, score_cutoff=1) <= 1:
+        return 1
+    return 2
+
+
+def _cmp_code(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.codes, b.codes, _code_level, 2, explain)
+
+
+def _cmp_spec(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.specs, b.specs, _eq, 1, explain)
+
+
+def _cmp_uom(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.uoms, b.uoms, _eq, 1, explain)
+
+
+def _cmp_category(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.categories, b.categories, _eq, 1, explain)
+
+
+STRONG_ID = "id"
+
+COMPARISONS: dict[str, tuple[Comparison, ...]] = {
+    CUSTOMER: (
+        Comparison(STRONG_ID, ("exact", "conflict"), _cmp_strong_id),
+        Comparison("weak_id", ("exact", "else"), _cmp_weak_id, tf=True),
+        # company names are unique within a registration area, person names are not: separate
+        # comparisons let each have its own m and u
+        Comparison("org_name", ("exact", "close", "similar", "else"), _cmp_org_name, tf=True),
+        Comparison("person_name", ("exact", "close", "similar", "else"), _cmp_person_name, tf=True),
+        Comparison(
+            "place",
+            ("phone+street", "phone", "street", "street close", "else"),
+            _cmp_place,
+            tf_levels=(1, 2),
+        ),
+        Comparison("email", ("exact", "else"), _cmp_email, tf=True),
+        Comparison("city", ("exact", "else"), _cmp_city),
+        Comparison("dob", ("exact", "close", "else"), _cmp_dob, tf=True),
+    ),
+    MATERIAL: (
+        Comparison(STRONG_ID, ("exact", "conflict"), _cmp_strong_id),
+        Comparison("weak_id", ("exact", "else"), _cmp_weak_id, tf=True),
+        Comparison("code", ("exact", "close", "else"), _cmp_code, tf=True),
+        Comparison("name", ("exact", "close", "similar", "else"), _cmp_name, tf=True),
+        Comparison("spec", ("exact", "else"), _cmp_spec, tf=True),
+        Comparison("uom", ("exact", "else"), _cmp_uom),
+        Comparison("category", ("exact", "else"), _cmp_category),
+    ),
+}
+
+# Starting points for EM and the fallback when the data cannot inform a field. u values here
+# are only used when no data at all is available (Model.default).
+DEFAULT_M: dict[str, dict[str, tuple[float, ...]]] = {
+    CUSTOMER: {
+        STRONG_ID: (0.99, 0.01),
+        "weak_id": (0.5, 0.5),
+        "org_name": (0.6, 0.2, 0.15, 0.05),
+        "person_name": (0.6, 0.2, 0.15, 0.05),
+        "place": (0.3, 0.3, 0.2, 0.1, 0.1),
+        "email": (0.8, 0.2),
+        "city": (0.95, 0.05),
+        "dob": (0.9, 0.07, 0.03),
+    },
+    MATERIAL: {
+        STRONG_ID: (0.99, 0.01),
+        "weak_id": (0.5, 0.5),
+        "code": (0.8, 0.1, 0.1),
+        "name": (0.6, 0.2, 0.15, 0.05),
+        "spec": (0.9, 0.1),
+        "uom": (0.95, 0.05),
+        "category": (0.9, 0.1),
+    },
+}
+DEFAULT_U: dict[str, dict[str, tuple[float, ...]]] = {
+    CUSTOMER: {
+        STRONG_ID: (1e-7, 1 - 1e-7),
+        "weak_id": (1e-5, 1 - 1e-5),
+        "org_name": (1e-5, 1e-4, 2e-3, 1 - 2.11e-3),
+        "person_name": (1e-4, 5e-4, 5e-3, 1 - 5.6e-3),
+        "place": (1e-6, 1e-5, 1e-5, 1e-4, 1 - 1.21e-4),
+        "email": (1e-5, 1 - 1e-5),
+        "city": (0.05, 0.95),
+        "dob": (1e-4, 2e-3, 1 - 2.1e-3),
+    },
+    MATERIAL: {
+        STRONG_ID: (1e-7, 1 - 1e-7),
+        "weak_id": (1e-5, 1 - 1e-5),
+        "code": (1e-5, 1e-4, 1 - 1.1e-4),
+        "name": (1e-3, 3e-3, 1e-2, 1 - 1.4e-2),
+        "spec": (1e-3, 1 - 1e-3),
+        "uom": (0.3, 0.7),
+        "category": (0.05, 0.95),
+    },
+}
+PROB_FLOOR = 1e-9
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(slots=True)
+class FieldParams:
+    m: tuple[float, ...]
+    u: tuple[float, ...]
+
+
+@dataclass(slots=True)
+class TermFrequencies:
+    """How many records carry each value; values seen once are left out to bound memory."""
+
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def frequency(self, value: str, discount: float = 0.0) -> tuple[float, bool]:
+        """(share of records with `value` less the copies expected from duplicates, is_common).
+
+        In a deduplication input a value also repeats because its entity was entered several
+        times; those copies say nothing about how common the value is among other entities. A
+        value seen no more often than one entity's duplicates is not common.
+        """
+        count = self.counts.get(value, 1)
+        return max(count - discount, 1.0) / max(self.total, 1), count > discount + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    comparison: Comparison
+    weights: tuple[float, ...]
+    u: tuple[float, ...]
+    tf_levels: tuple[int, ...]
+    tf: TermFrequencies | None
+
+
+@dataclass(slots=True)
+class Model:
+    """Everything scoring needs; batch fits it, streaming loads it, so both decide alike."""
+
+    entity: str
+    prior: float  # probability that two random records are the same entity
+    params: dict[str, FieldParams]
+    tf: dict[str, TermFrequencies] = field(default_factory=dict)
+    tf_weight: float = 1.0
+    trained_on: int = 0
+    notes: list[str] = field(default_factory=list)
+    tf_discount: float = 0.0  # expected other records of the same entity (see frequency())
+    # prior among pairs of two organizations / two persons: mixed pairs never match, so the
+    # prior within a kind is higher than over all pairs
+    kind_priors: dict[str, float] = field(default_factory=dict)
+    _weights: dict[str, tuple[float, ...]] | None = field(default=None, repr=False, compare=False)
+    _plan: list[_Step] | None = field(default=None, repr=False, compare=False)
+
+    def weight_table(self) -> dict[str, tuple[float, ...]]:
+        """log2(m/u) per comparison and level; call refresh() after changing params."""
+        if self._weights is None:
+            self._weights = {
+                name: tuple(
+                    math.log2(max(m, PROB_FLOOR) / max(u, PROB_FLOOR))
+                    for m, u in zip(p.m, p.u, strict=True)
+                )
+                for name, p in self.params.items()
+            }
+        return self._weights
+
+    def refresh(self) -> None:
+        self._weights = None
+        self._plan = None
+
+    def plan(self) -> list[_Step]:
+        """Per comparison, everything score() looks up, resolved once."""
+        if self._plan is None:
+            table = self.weight_table()
+            self._plan = [
+                _Step(
+                    c,
+                    table[c.name],
+                    self.params[c.name].u,
+                    c.adjusted_levels if self.tf_weight and c.name in self.tf else (),
+                    self.tf.get(c.name),
+                )
+                for c in self.comparisons
+            ]
+        return self._plan
+
+    @property
+    def comparisons(self) -> tuple[Comparison, ...]:
+        return COMPARISONS[self.entity]
+
+    @classmethod
+    def default(cls, entity: str, prior: float = 1e-5) -> Model:
+        params = {
+            c.name: FieldParams(DEFAULT_M[entity][c.name], DEFAULT_U[entity][c.name])
+            for c in COMPARISONS[entity]
+        }
+        return cls(entity, prior, params, notes=["default parameters, not fitted"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "prior": self.prior,
+            "tf_weight": self.tf_weight,
+            "trained_on": self.trained_on,
+            "notes": list(self.notes),
+            "tf_discount": self.tf_discount,
+            "kind_priors": dict(self.kind_priors),
+            "params": {name: {"m": list(p.m), "u": list(p.u)} for name, p in self.params.items()},
+            "tf": {
+                name: {"total": t.total, "counts": dict(t.counts)} for name, t in self.tf.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Model:
+        params = {
+            name: FieldParams(tuple(p["m"]), tuple(p["u"])) for name, p in data["params"].items()
+        }
+        tf = {
+            name: TermFrequencies(int(t["total"]), {str(k): int(v) for k, v in t["counts"].items()})
+            for name, t in data.get("tf", {}).items()
+        }
+        return cls(
+            entity=data["entity"],
+            prior=float(data["prior"]),
+            params=params,
+            tf=tf,
+            tf_weight=float(data.get("tf_weight", 1.0)),
+            trained_on=int(data.get("trained_on", 0)),
+            notes=list(data.get("notes", [])),
+            tf_discount=float(data.get("tf_discount", 0.0)),
+            kind_priors={str(k): float(v) for k, v in data.get("kind_priors", {}).items()},
+        )
+
+    def labels(self, comparison: str) -> tuple[str, ...]:
+        for c in self.comparisons:
+            if c.name == comparison:
+                return c.labels
+        raise KeyError(comparison)
+
+
+# --------------------------------------------------------------------------- scoring
+
+MATCH, NON_MATCH = "id_match", "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldEvidence:
+    field: str
+    level: str  # a comparison level label, "null", or "rule"
+    weight: float  # log2 Bayes factor contributed, tf adjustment included
+    detail: str = ""
+    tf_adjustment: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "field": self.field,
+            "level": self.level,
+            "weight": round(self.weight, 3),
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        if self.tf_adjustment:
+            out["tf_adjustment"] = round(self.tf_adjustment, 3)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    weight: float
+    probability: float
+    evidence: tuple[FieldEvidence, ...]  # empty unless scored with explain=True
+    rule: str | None = None  # id_match | conflict: decided by a rule, not by the weight
+    levels: tuple[int, ...] = ()  # level per comparison of the model, NULL when not compared
+
+    def level_of(self, model: Model, comparison: str) -> str:
+        for comp, level in zip(model.comparisons, self.levels, strict=False):
+            if comp.name == comparison:
+                return "null" if level == NULL else comp.labels[level]
+        return "null"
+
+
+def log2_odds(p: float) -> float:
+    p = min(max(p, PROB_FLOOR), 1 - PROB_FLOOR)
+    return math.log2(p / (1 - p))
+
+
+def probability(weight: float) -> float:
+    if weight > 60:
+        return 1.0
+    if weight < -60:
+        return 0.0
+    odds = math.pow(2.0, weight)
+    return odds / (1 + odds)
+
+
+def comparison_vector(
+    comparisons: tuple[Comparison, ...], a: Profile, b: Profile
+) -> tuple[int, ...]:
+    return tuple(c.compare(a, b, False)[0] for c in comparisons)
+
+
+def score(model: Model, record: Profile, other: Profile, explain: bool = False) -> Score:
+    """Score a record against another record or a cluster profile.
+
+    With explain=False (scoring many candidates) no evidence text is built; `Score.levels`
+    still says which level each comparison reached.
+    """
+    if record.kind and other.kind and record.kind != other.kind:
+        rule_ev = FieldEvidence("kind", "rule", -math.inf, f"{record.kind} vs {other.kind}")
+        return Score(-math.inf, 0.0, (rule_ev,), NON_MATCH, ())
+    evidence: list[FieldEvidence] = []
+    levels: list[int] = []
+    kind = record.kind or other.kind
+    total = log2_odds(model.kind_priors.get(kind, model.prior) if kind else model.prior)
+    rule: str | None = None
+    for step in model.plan():
+        comp = step.comparison
+        level, value, detail = comp.compare(record, other, explain)
+        levels.append(level)
+        if level == NULL:
+            if explain:
+                evidence.append(FieldEvidence(comp.name, "null", 0.0))
+            continue
+        weight = step.weights[level]
+        adjustment = 0.0
+        if step.tf is not None and level in step.tf_levels:
+            freq, common = step.tf.frequency(value, model.tf_discount)
+            adjustment = model.tf_weight * math.log2(max(step.u[level], PROB_FLOOR) / freq)
+            if not common:
+                # the frequency floor of a rare value is coarse; it may reward, never penalize
+                adjustment = max(adjustment, 0.0)
+        total += weight + adjustment
+        if comp.name == STRONG_ID:
+            rule = MATCH if level == 0 else NON_MATCH
+        if explain:
+            label = comp.labels[level]
+            if comp.name == STRONG_ID:
+                label = "exact (decides alone)" if level == 0 else "conflict (never merge)"
+            evidence.append(
+                FieldEvidence(comp.name, label, weight + adjustment, detail, adjustment)
+            )
+    if rule == MATCH:
+        return Score(total, 1.0, tuple(evidence), rule, tuple(levels))
+    if rule == NON_MATCH:
+        return Score(total, 0.0, tuple(evidence), rule, tuple(levels))
+    return Score(total, probability(total), tuple(evidence), None, tuple(levels))

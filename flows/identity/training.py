@@ -1,0 +1,498 @@
+"""Estimating the model from unlabelled data, the way Splink does.
+
+- u (P(level | non-match)) from random pairs: random pairs are almost all non-matches. For the
+  exact level of fields with term frequencies the sample is too sparse, so u is computed from
+  the value frequencies instead (the chance that two random records share a value).
+- m (P(level | match)) by expectation maximisation over blocked pairs, u held fixed. EM runs
+  once per family of blocking keys, and the fields a family blocks on are left out of that
+  session because blocking on them biases their agreement rate. Each field's m is the average
+  over the sessions that could estimate it, weighted by the expected matches in each.
+- the prior (probability that two random records match) from the expected number of matching
+  pairs among pairs that share a rare blocking key, over the number of all pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence, Set
+from dataclasses import dataclass, field
+
+from flows.identity.blocking import blocking_keys, key_family
+from flows.identity.config import IdentityConfig
+from flows.identity.profile import Profile
+from flows.identity.scoring import (
+    COMPARISONS,
+    DEFAULT_M,
+    DEFAULT_U,
+    NULL,
+    STRONG_ID,
+    Comparison,
+    FieldParams,
+    Model,
+    TermFrequencies,
+    comparison_vector,
+)
+
+Vector = tuple[int, ...]
+
+TF_VALUES: dict[str, Callable[[Profile], Iterable[str]]] = {
+    "name": lambda p: p.names,
+    "org_name": lambda p: p.names if p.kind == "organization" else (),
+    "person_name": lambda p: p.names if p.kind != "organization" else (),
+    "place": lambda p: (*(x[2:] for x in p.phones), *p.streets),
+    "email": lambda p: (x[2:] for x in p.emails),
+    "dob": lambda p: p.dobs,
+    "code": lambda p: p.codes,
+    "spec": lambda p: p.specs,
+    "weak_id": lambda p: (f"{s}:{v}" for s, v in p.weak_ids),
+}
+
+# fields whose agreement a family of blocking keys forces or biases
+FAMILY_FIXES: dict[str, tuple[str, ...]] = {
+    "id": (STRONG_ID, "weak_id"),
+    "contact": ("place", "email"),
+    "name": ("name", "org_name", "person_name", "city"),
+    "dob": ("dob", "name", "person_name"),
+    "street": ("place", "city"),
+    "code": ("code",),
+    "spec": ("spec", "uom"),
+}
+
+
+@dataclass(slots=True)
+class FitReport:
+    records: int = 0
+    random_pairs: int = 0
+    sessions: dict[str, dict[str, float]] = field(default_factory=dict)
+    prior_pairs: int = 0
+    notes: list[str] = field(default_factory=list)
+    unestimated: list[str] = field(default_factory=list)
+
+
+def term_frequencies(
+    comparisons: Sequence[Comparison], profiles: Sequence[Profile], keep: int
+) -> dict[str, TermFrequencies]:
+    out: dict[str, TermFrequencies] = {}
+    for comp in comparisons:
+        getter = TF_VALUES.get(comp.name)
+        if not comp.adjusted_levels or getter is None:
+            continue
+        counts: Counter[str] = Counter()
+        total = 0
+        for p in profiles:
+            values = set(getter(p))
+            if values:
+                total += 1
+                counts.update(values)
+        common = {v: c for v, c in counts.most_common(keep) if c >= 2}
+        out[comp.name] = TermFrequencies(total, common)
+    return out
+
+
+def _analytic_u_exact(tf: TermFrequencies) -> float:
+    # chance that two distinct random records carrying the field share a value
+    n = max(tf.total, 2)
+    return sum(c * (c - 1) for c in tf.counts.values()) / (n * (n - 1))
+
+
+def estimate_u(
+    comparisons: Sequence[Comparison],
+    profiles: Sequence[Profile],
+    tf: dict[str, TermFrequencies],
+    max_pairs: int,
+    rng: random.Random,
+) -> tuple[dict[str, tuple[float, ...]], int]:
+    """Level distribution of each comparison among random pairs where both sides have the field.
+
+    Sampling per comparison, keeping only pairs where it is not null, gives every field the same
+    number of informative pairs however sparse it is.
+    """
+    n = len(profiles)
+    per_field = max(max_pairs // max(len(comparisons), 1), 100)
+    out: dict[str, tuple[float, ...]] = {}
+    evaluated = 0
+    entity = profiles[0].entity if profiles else "customer"
+    for comp in comparisons:
+        counts: Counter[int] = Counter()
+        seen = 0
+        if n >= 2 and n * (n - 1) // 2 <= per_field:
+            pairs: Iterable[tuple[int, int]] = ((i, j) for i in range(n) for j in range(i + 1, n))
+        else:
+            pairs = ((rng.randrange(n), rng.randrange(n)) for _ in range(per_field * 20))
+        for i, j in pairs:
+            if i == j:
+                continue
+            evaluated += 1
+            level = comp.compare(profiles[i], profiles[j], False)[0]
+            if level != NULL:
+                counts[level] += 1
+                seen += 1
+                if seen >= per_field:
+                    break
+        n_levels = len(comp.labels)
+        if seen < 50:
+            out[comp.name] = DEFAULT_U[entity][comp.name]
+            continue
+        floor = 0.5 / seen
+        u = [max(counts[lv] / seen, floor) for lv in range(n_levels)]
+        if comp.tf and comp.name in tf and counts[0] < 30:
+            u[0] = max(_analytic_u_exact(tf[comp.name]), floor / 10)
+        rest = sum(u[1:])
+        scale = (1 - u[0]) / rest if rest > 0 else 1.0
+        out[comp.name] = (u[0], *(x * scale for x in u[1:]))
+    return out, evaluated
+
+
+def _em(
+    patterns: Counter[Vector],
+    active: list[int],
+    m: list[list[float]],
+    u: list[tuple[float, ...]],
+    prior: float,
+    iterations: int,
+) -> tuple[list[list[float]], float, float]:
+    """EM over distinct comparison patterns; returns (m, lambda, expected matches)."""
+    total = sum(patterns.values())
+    expected = 0.0
+    for _ in range(iterations):
+        num = [[0.0] * len(m[k]) for k in range(len(m))]
+        den = [0.0] * len(m)
+        expected = 0.0
+        base = math.log(prior / (1 - prior))
+        for vec, count in patterns.items():
+            logit = base
+            for k in active:
+                lv = vec[k]
+                if lv != NULL:
+                    logit += math.log(max(m[k][lv], 1e-12) / max(u[k][lv], 1e-12))
+            p = 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+            w = p * count
+            expected += w
+            for k in active:
+                lv = vec[k]
+                if lv != NULL:
+                    num[k][lv] += w
+                    den[k] += w
+        new_prior = min(max(expected / total, 1e-9), 1 - 1e-9)
+        delta = abs(new_prior - prior)
+        for k in active:
+            if den[k] > 0:
+                raw = [max(x / den[k], 1e-6) for x in num[k]]
+                s = sum(raw)
+                new = [x / s for x in raw]
+                delta = max(delta, max(abs(a - b) for a, b in zip(new, m[k], strict=True)))
+                m[k] = new
+        prior = new_prior
+        if delta < 1e-5:
+            break
+    return m, prior, expected
+
+
+def _postings(keys_per_record: Sequence[Set[str]], cap: int) -> dict[str, list[int]]:
+    postings: dict[str, list[int]] = defaultdict(list)
+    for i, ks in enumerate(keys_per_record):
+        for k in ks:
+            postings[k].append(i)
+    return {k: v for k, v in postings.items() if 2 <= len(v) <= cap}
+
+
+def _pairs_of(members: list[int], limit: int, rng: random.Random) -> list[tuple[int, int]]:
+    n = len(members)
+    total = n * (n - 1) // 2
+    if total <= limit:
+        return [(members[a], members[b]) for a in range(n) for b in range(a + 1, n)]
+    out: set[tuple[int, int]] = set()
+    while len(out) < limit:
+        a, b = rng.sample(members, 2)
+        out.add((min(a, b), max(a, b)))
+    return sorted(out)
+
+
+def fit(
+    entity: str,
+    profiles: Sequence[Profile],
+    config: IdentityConfig | None = None,
+    keys_per_record: Sequence[Set[str]] | None = None,
+) -> tuple[Model, FitReport]:
+    """Fit a model to unlabelled profiles. Deterministic for a given input and seed."""
+    config = config or IdentityConfig()
+    comparisons = COMPARISONS[entity]
+    report = FitReport(records=len(profiles))
+    rng = random.Random(config.seed)
+    usable = [p for p in profiles if p.usable()]
+    if len(usable) < config.min_fit_records:
+        return _small_input_model(entity, profiles, config, keys_per_record, report), report
+
+    tf = term_frequencies(comparisons, usable, config.tf_max_values)
+    u, report.random_pairs = estimate_u(comparisons, usable, tf, config.u_max_pairs, rng)
+
+    if keys_per_record is None:
+        keys_per_record = [blocking_keys(p) for p in profiles]
+    postings = _postings(keys_per_record, config.block_cap)
+    by_family: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(postings):
+        by_family[key_family(key)].append(key)
+
+    cache: dict[tuple[int, int], Vector] = {}
+
+    def vector(pair: tuple[int, int]) -> Vector:
+        vec = cache.get(pair)
+        if vec is None:
+            vec = comparison_vector(comparisons, profiles[pair[0]], profiles[pair[1]])
+            cache[pair] = vec
+        return vec
+
+    names = [c.name for c in comparisons]
+    m_start = [list(DEFAULT_M[entity][n]) for n in names]
+    observed = [u[n] for n in names]  # level distribution among random pairs
+    families = [f for f in sorted(by_family) if f in FAMILY_FIXES]
+    budget = max(config.em_max_pairs // max(len(families), 1), 1)
+    sessions: list[tuple[str, Counter[Vector], list[int]]] = []
+    for family in families:
+        family_keys = list(by_family[family])
+        rng.shuffle(family_keys)
+        pairs: set[tuple[int, int]] = set()
+        for key in family_keys:
+            pairs.update(_pairs_of(postings[key], config.em_pairs_per_block, rng))
+            if len(pairs) >= budget:
+                break
+        if len(pairs) < 50:
+            continue
+        patterns = Counter(vector(p) for p in sorted(pairs))
+        fixed = FAMILY_FIXES[family]
+        sessions.append((family, patterns, [k for k, n in enumerate(names) if n not in fixed]))
+
+    u_list = list(observed)
+    prior_patterns = _prior_patterns(profiles, postings, vector, config, rng, report)
+    prior = 1.0 / max(len(profiles) ** 2, 1)
+    priors: dict[str, float] = {}
+    params: dict[str, FieldParams] = {}
+    for _round in range(config.fit_rounds):
+        m_est = _run_sessions(sessions, names, m_start, u_list, config, report)
+        params = {}
+        for k, name in enumerate(names):
+            estimate = m_est[k]
+            if estimate is None:
+                m_final = tuple(m_start[k])
+            elif name == STRONG_ID:
+                m_final = tuple(estimate)
+            else:
+                m_final = _floor(tuple(estimate), config.m_floor)
+            params[name] = FieldParams(m_final, u_list[k])
+        prior, priors = _prior_from(prior_patterns, profiles, params, names)
+        # random pairs include the true matches; take their share out of u (u = P(. | non-match))
+        u_list = [_correct_u(observed[k], params[n].m, prior) for k, n in enumerate(names)]
+    for k, name in enumerate(names):
+        params[name].u = u_list[k]
+    report.notes.extend(
+        f"m of {name} not estimable from this data: default used"
+        for name in names
+        if name in report.unestimated
+    )
+    n = len(profiles)
+    # mean number of other records of a record's entity, from the prior: lambda * (n - 1)
+    discount = prior * (n - 1)
+    model = Model(entity, prior, params, tf, config.tf_weight, n, report.notes, discount, priors)
+    _apply_overrides(model, config)
+    return model, report
+
+
+def _run_sessions(
+    sessions: list[tuple[str, Counter[Vector], list[int]]],
+    names: list[str],
+    m_start: list[list[float]],
+    u_list: list[tuple[float, ...]],
+    config: IdentityConfig,
+    report: FitReport,
+) -> list[list[float] | None]:
+    sums = [[0.0] * len(m) for m in m_start]
+    weights = [0.0] * len(names)
+    for family, patterns, active in sessions:
+        m, lam, expected = _em(
+            patterns, active, [list(x) for x in m_start], u_list, 0.1, config.em_iterations
+        )
+        report.sessions[family] = {
+            "pairs": float(sum(patterns.values())),
+            "lambda": lam,
+            "matches": expected,
+        }
+        if expected < 10:
+            continue
+        for k in active:
+            for lv, value in enumerate(m[k]):
+                sums[k][lv] += value * expected
+            weights[k] += expected
+    out: list[list[float] | None] = []
+    report.unestimated = [n for k, n in enumerate(names) if weights[k] <= 0]
+    for k in range(len(names)):
+        out.append([x / weights[k] for x in sums[k]] if weights[k] > 0 else None)
+    return out
+
+
+def _correct_u(
+    observed: tuple[float, ...], m: tuple[float, ...], prior: float
+) -> tuple[float, ...]:
+    raw = [
+        max((p - prior * mm) / (1 - prior), p * 0.02, 1e-12)
+        for p, mm in zip(observed, m, strict=True)
+    ]
+    total = sum(raw)
+    return tuple(x / total for x in raw)
+
+
+def _small_input_model(
+    entity: str,
+    profiles: Sequence[Profile],
+    config: IdentityConfig,
+    keys_per_record: Sequence[Set[str]] | None,
+    report: FitReport,
+) -> Model:
+    """Default m and u when the input is too small to estimate them; only the prior is fitted.
+
+    Frequencies and random-pair agreement rates of a few hundred records say more about chance
+    than about the data, so they are not used.
+    """
+    model = Model.default(entity)
+    n = len(profiles)
+    if n >= 2:
+        if keys_per_record is None:
+            keys_per_record = [blocking_keys(p) for p in profiles]
+        postings = _postings(keys_per_record, config.block_cap)
+        comparisons = COMPARISONS[entity]
+        names = [c.name for c in comparisons]
+
+        def vector(pair: tuple[int, int]) -> Vector:
+            return comparison_vector(comparisons, profiles[pair[0]], profiles[pair[1]])
+
+        rng = random.Random(config.seed)
+        patterns = _prior_patterns(profiles, postings, vector, config, rng, report)
+        prior, priors = _prior_from(patterns, profiles, model.params, names)
+        # a handful of records cannot justify a prior above one match in ten pairs
+        model.prior = min(prior, 0.1)
+        model.kind_priors = {k: min(v, 0.1) for k, v in priors.items()}
+    model.trained_on = n
+    model.notes = [f"{n} records: default m and u, fitted prior only (min_fit_records)"]
+    report.notes.extend(model.notes)
+    _apply_overrides(model, config)
+    return model
+
+
+def _floor(m: tuple[float, ...], floor: float) -> tuple[float, ...]:
+    # EM on clean data can drive a level's m to ~0, turning one typo into a veto; real data
+    # always has some true matches at every level
+    raised = [max(x, floor) for x in m]
+    total = sum(raised)
+    return tuple(x / total for x in raised)
+
+
+PriorPatterns = dict[str, tuple[Counter[Vector], int]]
+
+
+def _prior_patterns(
+    profiles: Sequence[Profile],
+    postings: dict[str, list[int]],
+    vector: Callable[[tuple[int, int]], Vector],
+    config: IdentityConfig,
+    rng: random.Random,
+    report: FitReport,
+) -> PriorPatterns:
+    """Comparison patterns of a sample of the pairs that share a rare blocking key, per kind.
+
+    Nearly every true match shares some rare key, so lambda among these pairs times their
+    number estimates the number of matching pairs. Pairs of an organization and a person
+    never match, so each kind gets its own count.
+    """
+    n = len(profiles)
+    small = [v for v in postings.values() if len(v) <= config.prior_block_size]
+    pair_ids: set[int] = set()
+    for members in small:
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                pair_ids.add(members[a] * n + members[b])
+        if len(pair_ids) > config.prior_max_pairs:
+            break
+    report.prior_pairs = len(pair_ids)
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for pid in sorted(pair_ids):
+        ka, kb = profiles[pid // n].kind or "", profiles[pid % n].kind or ""
+        if ka and kb and ka != kb:
+            continue
+        by_kind[ka or kb].append(pid)
+    out: PriorPatterns = {}
+    for kind, pids in by_kind.items():
+        sample = pids if len(pids) <= config.em_max_pairs else rng.sample(pids, config.em_max_pairs)
+        out[kind] = (Counter(vector((pid // n, pid % n)) for pid in sample), len(pids))
+    return out
+
+
+def _prior_from(
+    patterns: PriorPatterns,
+    profiles: Sequence[Profile],
+    params: dict[str, FieldParams],
+    names: list[str],
+) -> tuple[float, dict[str, float]]:
+    """(prior over all pairs, prior over pairs of two records of one kind, per kind)."""
+    n = len(profiles)
+    all_pairs = max(n * (n - 1) / 2, 1.0)
+    m = [list(params[x].m) for x in names]
+    u = [params[x].u for x in names]
+    kinds = Counter(p.kind or "" for p in profiles)
+    matches: dict[str, float] = {}
+    for kind, (counts, total_pairs) in patterns.items():
+        if counts:
+            matches[kind] = _lambda_only(counts, m, u) * total_pairs
+    overall = sum(matches.values())
+    prior = min(max(overall / all_pairs, 1e-12), 0.5)
+    by_kind: dict[str, float] = {}
+    for kind, found in matches.items():
+        if kind and kinds[kind] >= 2:
+            # pairs within this kind, plus pairs with records of unknown kind
+            pairs = kinds[kind] * (kinds[kind] - 1) / 2 + kinds[kind] * kinds[""]
+            by_kind[kind] = min(max(found / max(pairs, 1.0), 1e-12), 0.5)
+    return prior, by_kind
+
+
+def _lambda_only(
+    patterns: Counter[Vector], m: list[list[float]], u: list[tuple[float, ...]]
+) -> float:
+    total = sum(patterns.values())
+    bf: dict[Vector, float] = {}
+    for vec in patterns:
+        s = 0.0
+        for k, lv in enumerate(vec):
+            if lv != NULL:
+                s += math.log(max(m[k][lv], 1e-12) / max(u[k][lv], 1e-12))
+        bf[vec] = s
+    lam = 0.1
+    for _ in range(200):
+        base = math.log(lam / (1 - lam))
+        expected = 0.0
+        for vec, count in patterns.items():
+            logit = base + bf[vec]
+            expected += count / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+        new = min(max(expected / total, 1e-9), 1 - 1e-9)
+        if abs(new - lam) < 1e-7:
+            return new
+        lam = new
+    return lam
+
+
+def _apply_overrides(model: Model, config: IdentityConfig) -> None:
+    if config.prior is not None:
+        model.prior = config.prior
+        model.kind_priors = {}
+    model.tf_weight = config.tf_weight
+    for kind, overrides in (("m", config.m), ("u", config.u)):
+        for name, levels in overrides.items():
+            if name not in model.params:
+                raise ValueError(f"unknown comparison {name!r} in config.{kind}")
+            labels = model.labels(name)
+            current = list(getattr(model.params[name], kind))
+            for label, value in levels.items():
+                if label not in labels:
+                    raise ValueError(f"unknown level {label!r} of {name!r}; expected {labels}")
+                current[labels.index(label)] = value
+            setattr(model.params[name], kind, tuple(current))
+    model.refresh()

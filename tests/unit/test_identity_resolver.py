@@ -1,0 +1,219 @@
+"""Resolution decisions a data steward would check: merges, refusals, flags and stable ids."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from flows.identity.batch import InputRow, run_batch
+from flows.identity.blocking import keys
+from flows.identity.config import IdentityConfig
+from flows.identity.profile import customer_profile
+from flows.identity.resolver import Decision, InMemoryIndex, Resolver, decide, golden_id_for
+from flows.identity.scoring import Model, score
+
+HUAWEI = "914403001922038216"
+OTHER = "91440300708461136T"  # a different valid credit code
+
+
+def org(name: str, *codes: str, phones: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "organization",
+        "name": name,
+        "identifiers": [{"scheme": "uscc", "value": c} for c in codes],
+        "phones": list(phones),
+        **extra,
+    }
+
+
+def resolver() -> Resolver:
+    return Resolver(Model.default("customer"), IdentityConfig())
+
+
+def test_same_valid_credit_code_merges_across_spellings() -> None:
+    r = resolver()
+    first = r.resolve("crm", "C1", org("深圳市华为技术有限公司", HUAWEI))
+    second = r.resolve("erp", "E1", org("華為技術（深圳）有限公司", HUAWEI))
+    assert first.action == "new"
+    assert second.action == "merge" and second.golden_id == first.golden_id
+    assert "id_match" in second.flags
+    assert any(e.field == "id" and "decides alone" in e.level for e in second.evidence)
+
+
+def test_credit_code_decides_even_when_the_name_changed() -> None:
+    r = resolver()
+    first = r.resolve("crm", "C1", org("深圳市华为技术有限公司", HUAWEI))
+    renamed = r.resolve("erp", "E9", org("完全不同的名字有限公司", HUAWEI))
+    assert renamed.golden_id == first.golden_id
+
+
+def test_conflicting_valid_codes_never_merge_whatever_else_agrees() -> None:
+    r = resolver()
+    phone = ("0755-28780808",)
+    address = [{"city": "深圳市", "street": "坂田华为基地"}]
+    first = r.resolve("crm", "C1", org("华为技术有限公司", HUAWEI, phones=phone, addresses=address))
+    second = r.resolve("erp", "E1", org("华为技术有限公司", OTHER, phones=phone, addresses=address))
+    assert second.action == "new" and second.golden_id != first.golden_id
+    kept = [e for e in second.evidence if e.level == "kept apart"]
+    assert kept and first.golden_id in kept[0].detail and "uscc" in kept[0].detail
+
+
+def test_invalid_code_is_data_not_an_identifier_and_the_reason_is_shown() -> None:
+    r = resolver()
+    bad = HUAWEI[:-1] + "7"
+    a = r.resolve("crm", "C1", org("甲公司贸易有限公司", bad))
+    b = r.resolve("erp", "E1", org("乙方电子科技有限公司", bad))
+    assert b.golden_id != a.golden_id  # a shared invalid code decides nothing
+    issues = [e.detail for e in b.evidence if e.level == "issue"]
+    assert issues and "invalid" in issues[0] and bad in issues[0]
+    profile = customer_profile(org("甲公司贸易有限公司", bad))
+    assert profile.strong_ids == () and profile.issues
+
+
+@pytest.mark.parametrize("record", [{}, {"name": "有限公司"}, {"name": " ", "phones": ["12"]}])
+def test_record_without_usable_fields_is_flagged_and_never_merged(record: dict[str, Any]) -> None:
+    r = resolver()
+    first = r.resolve("crm", "X1", record)
+    second = r.resolve("crm", "X2", record)
+    assert first.action == second.action == "new"
+    assert "unmatchable" in first.flags and "unmatchable" in second.flags
+    assert first.golden_id != second.golden_id
+
+
+def test_organization_and_person_never_merge() -> None:
+    r = resolver()
+    a = r.resolve("crm", "C1", {"kind": "person", "name": "王芳", "phones": ["13812345678"]})
+    b = r.resolve("erp", "E1", {"kind": "organization", "name": "王芳", "phones": ["13812345678"]})
+    assert a.golden_id != b.golden_id
+
+
+def test_golden_id_comes_from_the_first_member_and_is_stable() -> None:
+    r = resolver()
+    d = r.resolve("crm", "C1", org("深圳市华为技术有限公司", HUAWEI))
+    expected = golden_id_for("customer", "crm", "C1")
+    assert d.golden_id == expected and expected.startswith("G-")
+    uuid.UUID(expected[2:])
+    assert resolver().resolve("crm", "C1", org("x电子有限公司")).golden_id == expected
+
+
+def test_known_source_record_stays_in_its_cluster() -> None:
+    r = resolver()
+    d1 = r.resolve("crm", "C1", org("深圳市华为技术有限公司", HUAWEI))
+    d2 = r.resolve("crm", "C1", org("华为技术有限公司", phones=("13900001111",)))
+    assert d2.golden_id == d1.golden_id and "known_source" in d2.flags
+
+
+def test_cluster_profile_accumulates_members() -> None:
+    r = resolver()
+    a = r.resolve("crm", "C1", org("深圳市华为技术有限公司", HUAWEI, phones=("0755-28780808",)))
+    r.resolve("erp", "E1", org("华为技术有限公司", HUAWEI, phones=("13812345678",)))
+    # the third record shares only the phone the second one brought
+    third = r.resolve(
+        "drp", "D1", {"kind": "organization", "name": "华为技术", "phones": ["+86 138 1234 5678"]}
+    )
+    assert third.golden_id == a.golden_id
+
+
+def test_thresholds_decide_merge_review_new() -> None:
+    model = Model.default("customer")
+    base = {"kind": "person", "name": "王建国", "birth_date": "1970-01-02"}
+    candidate = customer_profile({**base, "phones": ["13812345678"]})
+    record = customer_profile(base)
+    gid = "G-existing"
+    p = score(model, record, candidate).probability
+    assert 0.0 < p < 1.0
+
+    def run(upper: float, lower: float) -> Decision:
+        cfg = IdentityConfig(upper=upper, lower=lower)
+        return decide(model, cfg, "oa", "O1", record, [(gid, candidate)])
+
+    assert run(min(p * 0.99, 0.98), min(p * 0.5, 0.5)).action == "merge"
+    review = run(min(p * 1.01 + 0.001, 0.999), p * 0.5)
+    assert review.action == "review" and review.candidate_id == gid
+    assert review.golden_id == golden_id_for("customer", "oa", "O1")
+    assert run(0.999, min(p * 1.01 + 0.001, 0.999)).action == "new"
+
+
+def test_equal_namesakes_compete_instead_of_one_winning_by_id_order() -> None:
+    model = Model.default("customer")
+    cfg = IdentityConfig(upper=0.5, lower=0.1)
+    twin = customer_profile({"kind": "person", "name": "王建国", "birth_date": "1970-01-02"})
+    alone = decide(model, cfg, "oa", "O1", twin, [("G-a", twin)])
+    both = decide(model, cfg, "oa", "O1", twin, [("G-a", twin), ("G-b", twin)])
+    assert both.score < alone.score
+    assert both.score <= 0.5
+
+
+def test_in_memory_index_ignores_keys_held_by_more_than_cap_golden_records() -> None:
+    index = InMemoryIndex(cap=2)
+    for gid in ("G1", "G2", "G3"):
+        index.add(gid, {"nm:common"})
+    index.add("G1", {"ph:12345678"})
+    index.add("G2", {"ph:12345678", "em:a@b.cn"})
+    assert index.candidates({"nm:common"}, limit=10) == []
+    # ranked by keys shared, then id
+    assert index.candidates({"ph:12345678", "em:a@b.cn", "nm:common"}, limit=10) == ["G2", "G1"]
+    assert index.candidates({"ph:12345678"}, limit=1) == ["G1"]
+
+
+def test_blocking_keys_cover_identifier_phone_and_name() -> None:
+    k = keys("customer", org("深圳市华为技术有限公司", HUAWEI, phones=("0755-28780808",)))
+    assert f"id:uscc:{HUAWEI}" in k
+    assert "ph:28780808" in k
+    assert "nm:华为技术" in k
+    assert "py:hwjs|深圳" in k
+    material = keys("material", {"code": "scr-m3x8", "specification": "M3×8", "uom": "个"})
+    assert "code:SCRM3X8" in material and "spec:M3X8|PCS" in material
+
+
+def test_materials_merge_on_spelling_variants_but_not_on_another_size() -> None:
+    rows = [
+        InputRow(
+            "pdm",
+            "P1",
+            {"code": "SCR-M3X8", "name": "十字盘头螺钉", "specification": "M3×8", "uom": "个"},
+        ),
+        InputRow(
+            "erp",
+            "E1",
+            {"code": "SCRM3X8", "name": "十字盤頭螺釘", "specification": "m3*8", "uom": "PCS"},
+        ),
+        InputRow(
+            "erp",
+            "E2",
+            {"code": "SCRM3X10", "name": "十字盘头螺钉", "specification": "M3x10", "uom": "PCS"},
+        ),
+    ]
+    out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows).rows}
+    assert out["P1"] == out["E1"]
+    assert out["E2"] != out["P1"]
+
+
+def test_batch_and_streaming_give_the_same_clusters() -> None:
+    rows = [
+        InputRow("crm", "C1", org("深圳市华为技术有限公司", HUAWEI, phones=("0755-28780808",))),
+        InputRow("erp", "E1", org("華為技術（深圳）有限公司", phones=("+86 755 2878 0808",))),
+        InputRow("drp", "D1", org("华为技术有限公司", OTHER)),
+        InputRow("oa", "O1", {"kind": "person", "name": "张伟", "phones": ["13812345678"]}),
+        InputRow("crm", "C2", {"kind": "person", "name": "張偉", "phones": ["+86 138-1234-5678"]}),
+    ]
+    model = Model.default("customer")
+    batch = run_batch("customer", rows, model=model)
+    streaming = Resolver(model, IdentityConfig())
+    for row, out in zip(rows, batch.rows, strict=True):
+        decision = streaming.resolve(row.source_system, row.source_id, row.record)
+        assert decision.golden_id == out["cluster_id"]
+    clusters = [r["cluster_id"] for r in batch.rows]
+    assert clusters[0] == clusters[1] != clusters[2]
+    assert clusters[3] == clusters[4]
+
+
+def test_model_round_trips_through_json() -> None:
+    model = Model.default("customer")
+    model.kind_priors = {"person": 3e-5}
+    again = Model.from_dict(model.to_dict())
+    a = customer_profile({"kind": "person", "name": "张伟", "phones": ["13812345678"]})
+    b = customer_profile({"kind": "person", "name": "張偉", "phones": ["138 1234 5678"]})
+    assert score(again, a, b).weight == pytest.approx(score(model, a, b).weight)

@@ -1,0 +1,219 @@
+"""Fitting m, u and the prior from unlabelled data, and the batch command built on it."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.identity.batch import InputRow, evaluate, run_batch
+from flows.identity.cli import dedup_app
+from flows.identity.config import IdentityConfig
+from flows.identity.profile import customer_profile
+from flows.identity.scoring import Model
+from flows.identity.training import fit
+
+FIRST = [
+    "anna",
+    "ben",
+    "carla",
+    "david",
+    "emma",
+    "felix",
+    "greta",
+    "hugo",
+    "ines",
+    "jonas",
+    "karin",
+    "lukas",
+    "mia",
+    "noah",
+    "olga",
+    "paul",
+    "rosa",
+    "sven",
+    "tara",
+    "ugo",
+    "vera",
+    "walt",
+    "xenia",
+    "yann",
+    "zoe",
+    "amir",
+    "bela",
+    "cleo",
+    "dario",
+    "elif",
+]
+LAST = [
+    "meyer",
+    "schulz",
+    "novak",
+    "rossi",
+    "dubois",
+    "jensen",
+    "kowalski",
+    "silva",
+    "costa",
+    "weber",
+    "fischer",
+    "bauer",
+    "moreau",
+    "lindgren",
+    "horvat",
+    "petrov",
+    "okafor",
+    "tanaka",
+    "nguyen",
+    "alvarez",
+    "brennan",
+    "dekker",
+    "haas",
+]
+
+
+def _typo(rng: random.Random, word: str) -> str:
+    i = rng.randrange(1, len(word))
+    return word[:i] + rng.choice("aeiourstn") + word[i + 1 :]
+
+
+def synthetic(n_entities: int, seed: int = 1) -> tuple[list[InputRow], list[dict[str, Any]]]:
+    """People entered 1-3 times with typos and missing fields; truth = entity id."""
+    rng = random.Random(seed)
+    rows: list[InputRow] = []
+    truth: list[dict[str, Any]] = []
+    for e in range(n_entities):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        dob = f"{rng.randrange(1950, 2000)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        phone = f"+49 151 {rng.randrange(10_000_000, 99_999_999)}"
+        for k in range(rng.choice([1, 1, 2, 2, 3])):
+            name = f"{first} {_typo(rng, last) if rng.random() < 0.2 else last}"
+            record: dict[str, Any] = {"kind": "person", "name": name.title()}
+            if rng.random() < 0.8:
+                record["birth_date"] = dob
+            if rng.random() < 0.7:
+                record["phones"] = [phone]
+            sid = f"{e}-{k}"
+            rows.append(InputRow("crm", sid, record))
+            truth.append({"source_system": "crm", "source_id": sid, "cluster_id": f"E{e}"})
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    return [rows[i] for i in order], [truth[i] for i in order]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[InputRow], list[dict[str, Any]]]:
+    return synthetic(700)
+
+
+def test_em_learns_which_agreements_matter(data: tuple[list[InputRow], list[Any]]) -> None:
+    rows, truth = data
+    profiles = [customer_profile(r.record) for r in rows]
+    model, report = fit("customer", profiles, IdentityConfig())
+    dob = model.params["dob"]
+    # true matches agree on the birth date, random pairs almost never do
+    assert dob.m[0] > 0.8 and dob.u[0] < 0.01
+    place = model.params["place"]
+    assert place.m[1] > 0.5 and place.u[1] < 1e-3
+    assert report.sessions, "EM ran on blocked pairs"
+    # the prior is close to the share of matching pairs
+    n = len(rows)
+    clusters: dict[str, int] = {}
+    for t in truth:
+        clusters[t["cluster_id"]] = clusters.get(t["cluster_id"], 0) + 1
+    true_prior = sum(c * (c - 1) / 2 for c in clusters.values()) / (n * (n - 1) / 2)
+    assert true_prior / 3 < model.prior < true_prior * 3
+
+
+def test_fitted_batch_finds_the_duplicates(data: tuple[list[InputRow], list[Any]]) -> None:
+    rows, truth = data
+    result = run_batch("customer", rows)
+    metrics = evaluate(result.rows, truth)
+    assert metrics.precision >= 0.97
+    # about a sixth of the true pairs share nothing but a name another person also has
+    assert metrics.recall >= 0.8
+    assert len(result.rows) == len(rows)
+
+
+def test_configured_parameters_override_estimates(data: tuple[list[InputRow], list[Any]]) -> None:
+    rows, _ = data
+    profiles = [customer_profile(r.record) for r in rows]
+    cfg = IdentityConfig(prior=1e-3, m={"dob": {"exact": 0.5}})
+    model, _ = fit("customer", profiles, cfg)
+    assert model.prior == 1e-3
+    assert model.params["dob"].m[0] == 0.5
+    with pytest.raises(ValueError, match="unknown level"):
+        fit("customer", profiles, IdentityConfig(m={"dob": {"nearly": 0.5}}))
+
+
+def test_small_input_keeps_default_parameters() -> None:
+    rows, _ = synthetic(20)
+    model, report = fit("customer", [customer_profile(r.record) for r in rows], IdentityConfig())
+    assert model.params["dob"].m == Model.default("customer").params["dob"].m
+    assert report.notes and "default" in report.notes[0]
+
+
+def test_pairwise_metrics_by_hand() -> None:
+    truth = [
+        {"source_system": "s", "source_id": i, "cluster_id": c}
+        for i, c in [("1", "A"), ("2", "A"), ("3", "A"), ("4", "B")]
+    ]
+    pred = [
+        {"source_system": "s", "source_id": i, "cluster_id": c}
+        for i, c in [("1", "x"), ("2", "x"), ("3", "y"), ("4", "y")]
+    ]
+    m = evaluate(pred, truth)
+    # true pairs 12 13 23; predicted 12 34; correct 12
+    assert (m.true_positives, m.predicted_pairs, m.true_pairs) == (1, 2, 3)
+    assert m.precision == pytest.approx(0.5) and m.recall == pytest.approx(1 / 3)
+
+
+def _write(path: Path, rows: list[InputRow]) -> None:
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"source_system": r.source_system, "source_id": r.source_id, "record": r.record},
+                ensure_ascii=False,
+            )
+            + "\n"
+            for r in rows
+        ),
+        encoding="utf-8",
+    )
+
+
+def test_cli_batch_and_eval(tmp_path: Path, data: tuple[list[InputRow], list[Any]]) -> None:
+    rows, truth = data
+    src, out, truth_file = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "t.jsonl"
+    _write(src, rows)
+    truth_file.write_text("".join(json.dumps(t) + "\n" for t in truth), encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(
+        dedup_app,
+        ["batch", "--entity", "customer", "--input", str(src), "--output", str(out), "--explain"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [(x["source_system"], x["source_id"]) for x in lines] == [
+        (r.source_system, r.source_id) for r in rows
+    ]
+    assert all("cluster_id" in x and "evidence" in x for x in lines)
+    assert {x["evidence"]["action"] for x in lines} <= {"merge", "review", "new"}
+    result = runner.invoke(dedup_app, ["eval", "--input", str(out), "--truth", str(truth_file)])
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.output and "recall" in result.output
+
+
+def test_cli_rejects_a_bad_line_with_its_number(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"source_system": "a", "source_id": "1", "record": {}}\nnot json\n')
+    result = CliRunner().invoke(
+        dedup_app,
+        ["batch", "--entity", "customer", "--input", str(src), "--output", str(tmp_path / "o")],
+    )
+    assert result.exit_code == 2
+    assert "line 2" in result.output
