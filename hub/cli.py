@@ -30,6 +30,8 @@ def _logging(level: str) -> None:
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosqlite logs SQL parameters (dead-letter contents) at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 
 def _fail(msg: str) -> None:
@@ -155,9 +157,11 @@ def _mount_optional() -> None:
 
 _mount_optional()
 
+from hub.cli_admin import register as _register_admin  # noqa: E402
 from hub.cli_connectors import register as _register_connectors  # noqa: E402
 
 _register_connectors(app)
+_register_admin(app)
 
 if __name__ == "__main__":
     app()

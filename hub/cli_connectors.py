@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -185,7 +186,11 @@ def _demo(*, rate: float, seed: int, duplicates: float, first_port: int) -> int:
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, on_signal) for s in handled}
-    hub = _spawn_hub()
+    # The simulators push with an operator-or-better token; the demo owns the hub, so it
+    # gives it an admin token (EAI_ADMIN_TOKEN if set) and prints it for the dashboard.
+    token = os.environ.get("EAI_ADMIN_TOKEN") or "eai_" + secrets.token_urlsafe(32)
+    os.environ.setdefault("EAI_HUB_TOKEN", token)
+    hub = _spawn_hub(token)
     sims: _SimulatorThread | None = None
     code = 0
     try:
@@ -193,6 +198,8 @@ def _demo(*, rate: float, seed: int, duplicates: float, first_port: int) -> int:
         if code or stop.is_set():
             return code
         console.print(f"[green]hub[/] admin API {hub_url}  (GET /flows, /connectors, /health)")
+        if "EAI_ADMIN_TOKEN" not in os.environ:
+            console.print(f"admin token for this demo (shown once): {token}")
         sims = _SimulatorThread(ports, hub_url, seed=seed, rate=rate, duplicates=duplicates)
         sims.start()
         if not sims.wait_started(stop, timeout_s=30.0):
@@ -237,10 +244,11 @@ def _die_with_parent() -> None:
     die()
 
 
-def _spawn_hub() -> subprocess.Popen[bytes]:
+def _spawn_hub(token: str) -> subprocess.Popen[bytes]:
     """``eai-hub run`` as a child that dies with us, even when we are SIGKILLed."""
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "run"],
+        env=dict(os.environ, EAI_ADMIN_TOKEN=token),
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
         # Its own process group: Ctrl-C reaches the demo only, which stops the simulators

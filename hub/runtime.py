@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def default_flows() -> list[FlowSpec]:
     from flows.records import flow as records
+    from flows.urge import flow as urges
     from hub.ingest import native_flow
 
-    return [records.spec(), native_flow.spec()]
+    return [records.spec(), native_flow.spec(), urges.spec()]
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Hub:
     relay: OutboxRelay | None = None
     runners: list[FlowRunner] = field(default_factory=list)
     pollers: list[Any] = field(default_factory=list)
+    replayer: Any = None  # hub.replay.ReplayRunner, in the API process
+    urge_scheduler: Any = None  # hub.urge_scheduler.UrgeScheduler when the urges flow runs
+    run_urge_scheduler: bool = True
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -81,9 +85,29 @@ class Hub:
             for r in self.runners:
                 self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
             self._start_pollers()
+            self._start_urge_scheduler()
         if self.serve_api:
+            from hub.api.admin import bootstrap_admin, start_replay_runner
+
+            await bootstrap_admin(self)
+            self.replayer, replay_task = start_replay_runner(self)
+            self._tasks.append(replay_task)
             await self._start_api()
         log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+
+    def _start_urge_scheduler(self) -> None:
+        from flows.urge import flow as urges
+        from hub.urge_scheduler import UrgeScheduler
+
+        spec = next((f for f in self.flows if f.name == urges.NAME), None)
+        if spec is None or not self.run_urge_scheduler:
+            return
+        assert self.sessions is not None and self.relay is not None
+        policy, calendar = urges.policy_of(spec)
+        self.urge_scheduler = UrgeScheduler(
+            self.sessions, policy, calendar, on_committed=self.relay.wake
+        )
+        self._tasks.append(asyncio.create_task(self.urge_scheduler.run(), name="urge-scheduler"))
 
     def _start_pollers(self) -> None:
         from hub.ingest.poller import Poller, parse_sources
@@ -183,8 +207,12 @@ class Hub:
             r.stop()
         for p in self.pollers:
             p.stop()
+        if self.urge_scheduler is not None:
+            self.urge_scheduler.stop()
         if self.relay:
             self.relay.stop()
+        if self.replayer is not None:
+            self.replayer.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
         if self._tasks:

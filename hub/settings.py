@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")
     workers: int = Field(1, ge=1, description="worker processes in one consumer group")
+    admin_token: SecretStr | None = Field(
+        None,
+        description="admin token the API accepts (stored hashed); unset: printed at first start",
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body of the admin API routes (413 beyond)"
+    )
 
     log_level: str = Field("INFO", description="log level")
     fault_point: str | None = Field(

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+# The admin token every test hub is started with (EAI_ADMIN_TOKEN); not a secret.
+TEST_TOKEN = "eai_test-admin-token-not-a-secret"
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
 def pg_available() -> bool:
@@ -86,5 +89,6 @@ async def sessions(sqlite_url: str) -> AsyncIterator[object]:
 
 def hub_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    env["EAI_ADMIN_TOKEN"] = TEST_TOKEN
     env.update(extra)
     return env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,9 +21,16 @@ def create_app(hub: Hub) -> FastAPI:
         description="Monitor flows and connectors, dead letters, replay; see docs/.",
     )
     app.state.hub = hub
+    from hub.api.admin import install
+    from hub.api.auth import Role, require
+    from hub.api.urges import router as urges_router
     from hub.ingest.webhook import router as webhook_router
 
-    app.include_router(webhook_router)
+    viewer = [Depends(require(Role.viewer))]
+    # Systems pushing records hold operator tokens: a webhook call writes to the hub.
+    app.include_router(webhook_router, dependencies=[Depends(require(Role.operator))])
+    app.include_router(urges_router, dependencies=viewer)
+    install(app)
     asyncapi_doc: dict[str, Any] = {}
 
     @app.get("/health", tags=["health"])
@@ -31,14 +38,14 @@ def create_app(hub: Hub) -> FastAPI:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["health"])
+    @app.get("/ready", tags=["health"], dependencies=viewer)
     async def ready() -> JSONResponse:
         """Readiness: broker and store reachable."""
         checks = await hub.ready()
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/asyncapi.json", tags=["contracts"])
+    @app.get("/asyncapi.json", tags=["contracts"], dependencies=viewer)
     async def asyncapi() -> dict[str, Any]:
         """AsyncAPI 3.0 document of every topic the hub uses."""
         if not asyncapi_doc:
@@ -47,12 +54,12 @@ def create_app(hub: Hub) -> FastAPI:
             asyncapi_doc.update(build())
         return asyncapi_doc
 
-    @app.get("/metrics", tags=["monitoring"], response_class=Response)
+    @app.get("/metrics", tags=["monitoring"], response_class=Response, dependencies=viewer)
     async def prometheus() -> Response:
         await refresh_gauges(hub)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/topics", tags=["monitoring"])
+    @app.get("/topics", tags=["monitoring"], dependencies=viewer)
     async def list_topics() -> list[dict[str, Any]]:
         """Every topic and partition with its true end offset (correct on the embedded broker
         too) and, per flow consuming it, the committed position and the lag."""
@@ -77,7 +84,7 @@ def create_app(hub: Hub) -> FastAPI:
             )
         return out
 
-    @app.get("/flows", tags=["monitoring"])
+    @app.get("/flows", tags=["monitoring"], dependencies=viewer)
     async def flows() -> list[dict[str, Any]]:
         """Each flow with its counters, last error and committed positions."""
         out = []

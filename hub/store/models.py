@@ -168,3 +168,8 @@ class KeyValue(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime]
+
+
+
+# Feature tables live in their own modules; importing them registers them.
+from hub.store import admin_models, urge_models  # noqa: E402, F401

@@ -24,7 +24,7 @@ from connectors.erp.simulator import generate as erp_traffic
 from contracts.envelope import Envelope
 from hub.broker.embedded import free_port
 from hub.cli_connectors import file_correlation_id, file_message_id
-from tests.conftest import hub_env
+from tests.conftest import AUTH, hub_env
 
 pytestmark = pytest.mark.integration
 EAI = [sys.executable, "-m", "hub.cli"]
@@ -227,7 +227,7 @@ def test_import_into_a_running_hub_applies_each_row_once(tmp_path: Path) -> None
         wait_http(f"http://127.0.0.1:{port}/health", hub, 60)
 
         def records() -> dict[str, Any]:
-            flows = httpx.get(f"http://127.0.0.1:{port}/flows", timeout=5).json()
+            flows = httpx.get(f"http://127.0.0.1:{port}/flows", timeout=5, headers=AUTH).json()
             return next(f for f in flows if f["name"] == "records")
 
         def settle(consumed: int) -> dict[str, Any]:
@@ -333,7 +333,7 @@ def test_demo_runs_hub_and_simulators_and_messages_reach_the_records_flow(
         children |= descendants(proc.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            flows = httpx.get(f"http://127.0.0.1:{hub_port}/flows", timeout=5).json()
+            flows = httpx.get(f"http://127.0.0.1:{hub_port}/flows", timeout=5, headers=AUTH).json()
             records = [f for f in flows if f["name"] == "records"]
             if records and records[0]["consumed"] > 0:
                 break

@@ -23,6 +23,7 @@ from hub.ingest.poller import Poller
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store.models import DeadLetter, RecordEvent, SourceRecord
+from tests.conftest import AUTH, TEST_TOKEN
 from tests.helpers import header, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,12 @@ def crm_customers(n: int) -> list[dict[str, Any]]:
 async def api_hub(broker: str, store_url: str, **kw: Any) -> AsyncIterator[tuple[Hub, str]]:
     port = free_port()
     settings = Settings(
-        kafka_bootstrap=broker, database_url=store_url, port=port, topic_partitions=2, **kw
+        kafka_bootstrap=broker,
+        database_url=store_url,
+        port=port,
+        topic_partitions=2,
+        admin_token=TEST_TOKEN,
+        **kw,
     )
     hub = Hub(settings)
     await hub.start()
@@ -65,7 +71,10 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
     # Prometheus counters live for the process; other tests in it count too.
     applied_before = _counter("records", "applied")
     dups_before = _counter("records", "duplicate")
-    async with api_hub(broker, store_url) as (hub, url), httpx.AsyncClient(base_url=url) as c:
+    async with (
+        api_hub(broker, store_url) as (hub, url),
+        httpx.AsyncClient(base_url=url, headers=AUTH) as c,
+    ):
         r = await c.post(
             "/connectors/crm/customer", json=[*good, bad], headers={"Idempotency-Key": "batch-1"}
         )
@@ -131,7 +140,7 @@ async def _dups(hub: Hub) -> bool:
 async def test_webhook_body_over_limit_is_refused(broker: str, sqlite_url: str) -> None:
     async with (
         api_hub(broker, sqlite_url, max_webhook_bytes=2048) as (_hub, url),
-        httpx.AsyncClient(base_url=url) as c,
+        httpx.AsyncClient(base_url=url, headers=AUTH) as c,
     ):
         r = await c.post("/connectors/crm/customer", content=b"[" + b" " * 4096 + b"]")
     assert r.status_code == 413

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hub.broker.embedded import free_port
-from tests.conftest import hub_env
+from tests.conftest import AUTH, hub_env
 from tests.helpers import produce
 
 pytestmark = pytest.mark.integration
@@ -66,9 +66,9 @@ def test_run_answers_health_and_leaves_nothing_behind_after_sigterm(tmp_path: Pa
             assert proc.poll() is None, "hub exited during start"
             time.sleep(0.2)
         assert healthy, "no /health within 30 s"
-        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5, headers=AUTH).json()
         assert ready["ready"] is True and ready["checks"] == {"store": "ok", "broker": "ok"}
-        doc = httpx.get(f"http://127.0.0.1:{port}/asyncapi.json", timeout=30).json()
+        doc = httpx.get(f"http://127.0.0.1:{port}/asyncapi.json", timeout=30, headers=AUTH).json()
         assert doc["asyncapi"].startswith("3.")
         addresses = {c["address"] for c in doc["channels"].values()}
         assert {"canonical.customer", "changes.order", "eai.dlq", "outbound.erp"} <= addresses

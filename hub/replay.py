@@ -1,0 +1,876 @@
+"""Replay: a topic range, again, into a flow or a topic; as a dry run or for real.
+
+A job names a topic (all or some partitions), a start (offset or time, default the beginning), an
+end (offset or time, default the end offset measured when the job starts, so a replay always
+ends), optional key (glob) and source-system filters, and a target:
+
+* a flow: the records go through that flow's ``BatchProcessor`` with its ledger, so a replayed
+  message that was applied before is a duplicate and changes nothing. ``force`` gives the job a
+  ledger of its own (consumer name ``<flow>.replay.<job id>``): every message is handled again,
+  once per job. As a dry run nothing is written; the records flow reports per entity what
+  would be created, updated, left unchanged or refused as stale (``flows.records.staleness``
+  against ``source_records``); other flows report what would be applied.
+* a topic: the records are re-published with their key, value and headers (plus
+  ``eai.replay.*``) through the outbox; the outbox rows and the job's progress commit together,
+  so a job resumed after a crash publishes nothing twice.
+
+Reading: a group-less consumer assigned to the partitions; time bounds are applied record by
+record with the semantics of ``offsets_for_times`` (from the first record at or after the start
+time, up to the first record at or after the end time), because the embedded broker answers
+``offsets_for_times`` with offset 0. Where the requested range starts below the broker's log
+start (retention), or the broker does not have the topic at all, the missing part is read from
+the message journal first (``journal`` table), then the rest from the broker.
+
+The runner executes one queued job at a time, saves progress (counters, next offset per
+partition, heartbeat) as it goes, stops between chunks when a job is cancelled, and takes over
+a ``running`` job whose heartbeat is older than ``stale_after_s`` (its runner died): it resumes
+from the saved positions with the bounds planned at the first start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts.errors import ContractError
+from hub.broker import kafka
+from hub.core.errors import PermanentError, TransientError
+from hub.core.inbound import InboundRecord, headers_from_json
+from hub.core.ledger import already_processed
+from hub.core.outbox import add_rows, outbox_values
+from hub.core.processor import BatchProcessor, FlowSpec
+from hub.store.admin_models import ReplayJob
+from hub.store.models import JournalEntry, SourceRecord
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+
+TERMINAL = ("done", "cancelled", "failed")
+REPLAY_PREFIX = "eai.replay."
+
+
+# --- planning (pure) -------------------------------------------------------------------------
+
+
+@dataclass
+class PartitionPlan:
+    """One partition of a job. Offsets in [next, stop) remain; [next, journal_stop) comes from
+    the journal, the rest from the broker. ``begin`` is the broker's log start (None: the broker
+    does not have this partition)."""
+
+    partition: int
+    next: int
+    stop: int
+    begin: int | None
+    started: bool = False  # the time gate opened (a record at or after from_time was seen)
+    stopped: bool = False  # the time gate closed, or nothing is left
+
+    @property
+    def journal_stop(self) -> int:
+        return self.stop if self.begin is None else min(self.begin, self.stop)
+
+    @property
+    def broker_start(self) -> int:
+        return max(self.next, self.begin or 0)
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.stopped else max(0, self.stop - self.next)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PartitionPlan:
+        return cls(**data)
+
+
+def plan_partition(
+    partition: int,
+    from_offset: int | None,
+    to_offset: int | None,
+    begin: int | None,
+    end: int | None,
+    journal_end: int | None,
+) -> PartitionPlan:
+    """Bounds of one partition. ``begin``/``end``: the broker's log start and end offset
+    (None when the broker lacks the partition); ``journal_end``: 1 + the highest offset the
+    journal holds for it (None when it holds none)."""
+    start = from_offset or 0
+    if begin is None or end is None:
+        stop = journal_end or 0
+        begin = None
+    else:
+        stop = end
+    if to_offset is not None:
+        stop = min(stop, to_offset)
+    return PartitionPlan(partition, start, max(start, stop), begin)
+
+
+def gate(plan: PartitionPlan, ts_ms: int, from_ms: int | None, to_ms: int | None) -> bool | None:
+    """Time bounds with offsets_for_times semantics. True: in range; False: before the start
+    (skip); None: the end time is reached (this partition is done)."""
+    if to_ms is not None and ts_ms >= to_ms:
+        return None
+    if from_ms is not None and not plan.started:
+        if ts_ms < from_ms:
+            return False
+        plan.started = True
+    return True
+
+
+def key_matches(pattern: str | None, key: bytes | None) -> bool:
+    """Exact key, or a glob (``crm:C00*``) when the pattern has * ? or [."""
+    if pattern is None:
+        return True
+    text = key.decode("utf-8", "replace") if key is not None else ""
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(text, pattern)
+    return text == pattern
+
+
+def source_system_of(rec: InboundRecord) -> str | None:
+    found = rec.header("eai.source_system")
+    if found is not None:
+        return found
+    try:
+        doc = json.loads(rec.value or b"")
+    except ValueError:
+        return None
+    value = doc.get("source_system") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _ms(t: datetime | None) -> int | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
+
+
+# --- targets ---------------------------------------------------------------------------------
+
+
+class Target(Protocol):
+    async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
+        """Handle matched records; return outbox rows to commit with the job's progress."""
+        ...
+
+    def report(self) -> dict[str, Any]: ...
+
+    def restore(self, report: dict[str, Any]) -> None: ...
+
+
+class TopicTarget:
+    def __init__(self, job_id: int, topic: str, dry_run: bool) -> None:
+        self.job_id, self.topic, self.dry_run = job_id, topic, dry_run
+        self.count = 0
+
+    async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
+        self.count += len(recs)
+        if self.dry_run:
+            return []
+        rows: list[dict[str, object]] = []
+        for r in recs:
+            headers = [(k, v) for k, v in r.headers if not k.startswith(REPLAY_PREFIX)]
+            headers += [
+                (REPLAY_PREFIX + "job", str(self.job_id).encode()),
+                (REPLAY_PREFIX + "origin", f"{r.topic}/{r.partition}@{r.offset}".encode()),
+            ]
+            rows.append(outbox_values(self.topic, r.value or b"", r.key, headers))
+        return rows
+
+    def report(self) -> dict[str, Any]:
+        key = "would_publish" if self.dry_run else "published"
+        return {"target": f"topic:{self.topic}", key: self.count}
+
+    def restore(self, report: dict[str, Any]) -> None:
+        self.count = int(report.get("would_publish" if self.dry_run else "published", 0))
+
+
+class FlowTarget:
+    """For real, through the flow's BatchProcessor and ledger (a job ledger with force)."""
+
+    def __init__(self, run: JobRun, spec: FlowSpec, force: bool) -> None:
+        hub = run.hub
+        self.ledger = f"{spec.name}.replay.{run.job.id}" if force else spec.name
+        self.processor = BatchProcessor(
+            dataclasses.replace(spec, name=self.ledger, journal=False),
+            run.sessions,
+            max_message_bytes=hub.settings.max_message_bytes,
+            on_committed=hub.relay.wake if hub.relay is not None else None,
+        )
+        self.run = run
+        self.flow = spec.name
+        self.applied = self.duplicates = self.dead_lettered = 0
+
+    async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
+        s = self.run.hub.settings
+        delay = s.retry_backoff_initial_ms / 1000
+        while True:
+            try:
+                stats = await self.processor.process(recs)
+                break
+            except TransientError as exc:
+                log.warning("replay %s: batch retried in %.1fs: %s", self.run.job.id, delay, exc)
+                await self.run.sleep(delay * (0.5 + random.random()))
+                await self.run.heartbeat()
+                delay = min(delay * 2, s.retry_backoff_max_ms / 1000)
+        self.applied += stats.applied
+        self.duplicates += stats.duplicates
+        self.dead_lettered += stats.dead_lettered
+        return []
+
+    def restore(self, report: dict[str, Any]) -> None:
+        self.applied = int(report.get("applied", 0))
+        self.duplicates = int(report.get("duplicates", 0))
+        self.dead_lettered = int(report.get("dead_lettered", 0))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "target": f"flow:{self.flow}",
+            "ledger": self.ledger,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+        }
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass
+class _Seen:
+    version: Any  # flows.records.staleness.Version
+    op: str
+    digest: str
+
+
+class FlowDryRun:
+    """Decode, validate and check the ledger as the flow would; write nothing. For the records
+    flow, also compare with ``source_records`` the way its handler does."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], spec: FlowSpec, force: bool):
+        self.sessions, self.spec, self.force = sessions, spec, force
+        self.records = spec.name == "records"
+        self.seen_ids: set[str] = set()
+        self.state: dict[tuple[str, str, str], _Seen] = {}
+        self.per_entity: dict[str, dict[str, int]] = {}
+        self.invalid = 0
+        self.already_applied = 0
+        self.would_apply = 0
+
+    def _bump(self, entity: str, what: str) -> None:
+        counts = self.per_entity.setdefault(
+            entity, {"would_create": 0, "would_update": 0, "unchanged": 0, "stale": 0}
+        )
+        counts[what] += 1
+
+    async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
+        from contracts.registry import validate_body
+        from flows.records.staleness import Verdict, Version, compare
+
+        decoded = []
+        for rec in recs:
+            try:
+                env = self.spec.decode(rec)
+                body = validate_body(env) if self.spec.validate_body else None
+            except (ContractError, PermanentError):
+                self.invalid += 1
+                continue
+            decoded.append((env, body))
+        ids = [str(env.message_id) for env, _ in decoded]
+        keys = {(e.entity.value, e.source_system, e.source_id) for e, _ in decoded}
+        keys -= set(self.state)
+        async with self.sessions() as s:
+            in_ledger = await already_processed(s, self.spec.name, ids)
+            if self.records and keys:
+                await self._load(s, keys)
+        for env, body in decoded:
+            mid = str(env.message_id)
+            entity = env.entity.value
+            skip = mid in self.seen_ids or (not self.force and mid in in_ledger)
+            self.seen_ids.add(mid)
+            if skip:
+                self.already_applied += 1
+                if self.records:
+                    self._bump(entity, "unchanged")
+                continue
+            if not self.records:
+                self.would_apply += 1
+                continue
+            payload = body.model_dump(mode="json") if body is not None else dict(env.body)
+            key = (entity, env.source_system, env.source_id)
+            version = Version(env.source_version, env.source_ts or env.occurred_at)
+            mine = _Seen(version, env.op.value, _digest(payload))
+            cur = self.state.get(key)
+            if cur is None:
+                self._bump(entity, "would_create")
+                self.state[key] = mine
+                continue
+            same = cur.digest == mine.digest and cur.op == mine.op
+            verdict, _ = compare(mine.version, cur.version, same)
+            if verdict is Verdict.newer:
+                self._bump(entity, "would_update")
+                self.state[key] = mine
+            elif verdict is Verdict.stale:
+                self._bump(entity, "stale")
+            else:
+                self._bump(entity, "unchanged")
+        return []
+
+    async def _load(self, s: AsyncSession, keys: set[tuple[str, str, str]]) -> None:
+        from sqlalchemy import tuple_
+
+        from flows.records.staleness import Version
+
+        cols = (SourceRecord.entity, SourceRecord.source_system, SourceRecord.source_id)
+        wanted = list(keys)
+        for i in range(0, len(wanted), 500):
+            rows = await s.execute(
+                select(
+                    *cols,
+                    SourceRecord.source_version,
+                    SourceRecord.source_ts,
+                    SourceRecord.updated_at,
+                    SourceRecord.op,
+                    SourceRecord.payload,
+                ).where(tuple_(*cols).in_(wanted[i : i + 500]))
+            )
+            for e, sysname, sid, ver, ts, upd, op, payload in rows:
+                self.state[(e, sysname, sid)] = _Seen(Version(ver, ts or upd), op, _digest(payload))
+
+    def restore(self, report: dict[str, Any]) -> None:
+        """Counts of a resumed job (the in-memory view of what earlier chunks would have
+        changed is not kept: a resumed dry run compares later chunks with the store only)."""
+        self.invalid = int(report.get("invalid", 0))
+        self.already_applied = int(report.get("already_applied", 0))
+        self.would_apply = int(report.get("would_apply", 0))
+        self.per_entity = {k: dict(v) for k, v in report.get("per_entity", {}).items()}
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "target": f"flow:{self.spec.name}",
+            "invalid": self.invalid,
+            "already_applied": self.already_applied,
+        }
+        if self.records:
+            out["per_entity"] = self.per_entity
+        else:
+            out["would_apply"] = self.would_apply
+        return out
+
+
+# --- one job ---------------------------------------------------------------------------------
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    """The runner is stopping: the job goes back to the queue, to resume where it was."""
+
+
+def new_counters() -> dict[str, int]:
+    return {
+        "total": 0,
+        "read": 0,
+        "matched": 0,
+        "from_journal": 0,
+        "journal_gaps": 0,
+        "delivered": 0,
+    }
+
+
+class JobRun:
+    def __init__(self, runner: ReplayRunner, job: ReplayJob) -> None:
+        self.runner = runner
+        self.hub = runner.hub
+        self.sessions = runner.sessions
+        self.job = job
+        self.counters: dict[str, int] = {**new_counters(), **(job.counters or {})}
+        self.plans: dict[int, PartitionPlan] = {
+            int(p): PartitionPlan.from_json(v) for p, v in (job.positions or {}).items()
+        }
+        self.from_ms, self.to_ms = _ms(job.from_time), _ms(job.to_time)
+        rate = job.rate_limit
+        batch = self.hub.settings.batch_size
+        self.chunk = max(1, min(batch, int(rate))) if rate else batch
+        self.rate = rate
+        self._t0 = time.monotonic()
+        self._paced = 0
+        self._last_save = 0.0
+        self.target: Target = self._target()
+        if job.report:
+            self.target.restore(job.report)
+
+    def _target(self) -> Target:
+        job = self.job
+        if job.target_topic:
+            return TopicTarget(job.id, job.target_topic, job.dry_run)
+        spec = next((f for f in self.hub.flows if f.name == job.target_flow), None)
+        if spec is None:
+            raise RuntimeError(f"no flow named {job.target_flow!r} in this hub")
+        if job.dry_run:
+            return FlowDryRun(self.sessions, spec, job.force)
+        return FlowTarget(self, spec, job.force)
+
+    # -- control --
+
+    def check(self) -> None:
+        if self.runner.cancelling(self.job.id):
+            raise Cancelled
+        if self.runner.stopping:
+            raise Interrupted
+
+    async def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.2))
+
+    async def _pace(self, n: int) -> None:
+        if not self.rate:
+            return
+        self._paced += n
+        ahead = self._paced / self.rate - (time.monotonic() - self._t0)
+        if ahead > 0:
+            await self.sleep(ahead)
+
+    async def heartbeat(self) -> None:
+        """Keep the job ours while a chunk takes long (retries); best effort."""
+        try:
+            async with self.sessions() as s, s.begin():
+                await s.execute(
+                    update(ReplayJob)
+                    .where(ReplayJob.id == self.job.id)
+                    .values(heartbeat_at=datetime.now(UTC))
+                )
+        except Exception as exc:  # the store is what is failing: the retry loop goes on
+            log.debug("replay %s: heartbeat not written: %r", self.job.id, exc)
+
+    async def _save(self, rows: Sequence[dict[str, object]] = (), *, now: bool = False) -> None:
+        """Progress (and outbox rows of a topic target) in one transaction; throttled when
+        there is nothing to publish. Reads the cancel flag on the way."""
+        t = time.monotonic()
+        if not rows and not now and t - self._last_save < 0.5:
+            self.check()
+            return
+        self._last_save = t
+        async with self.sessions() as s, s.begin():
+            if rows:
+                await add_rows(s, list(rows))
+            await s.execute(
+                update(ReplayJob)
+                .where(ReplayJob.id == self.job.id)
+                .values(
+                    counters=dict(self.counters),
+                    report=self.target.report(),
+                    positions={str(p): pl.to_json() for p, pl in self.plans.items()},
+                    heartbeat_at=datetime.now(UTC),
+                )
+            )
+            cancel = await s.scalar(
+                select(ReplayJob.cancel_requested).where(ReplayJob.id == self.job.id)
+            )
+        if rows and self.hub.relay is not None:
+            self.hub.relay.wake()
+        if cancel:
+            self.runner.cancel(self.job.id)
+        self.check()
+
+    # -- the run --
+
+    async def run(self) -> None:
+        settings = self.hub.settings
+        consumer = kafka.make_consumer(settings, self.hub.bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            if not self.plans:
+                await self._plan(consumer)
+                await self._save(now=True)
+            await self._journal_phase()
+            await self._broker_phase(consumer)
+            await self._save(now=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def _plan(self, consumer: AIOKafkaConsumer) -> None:
+        job = self.job
+        topic = job.topic
+        await consumer.topics()  # all metadata; asking for one topic could auto-create it
+        on_broker = sorted(consumer.partitions_for_topic(topic) or ())
+        async with self.sessions() as s:
+            from sqlalchemy import func
+
+            rows = await s.execute(
+                select(JournalEntry.partition, func.max(JournalEntry.offset))
+                .where(JournalEntry.topic == topic)
+                .group_by(JournalEntry.partition)
+            )
+            journal: dict[int, int] = {p: top for p, top in rows.tuples()}
+        parts = sorted(set(on_broker) | set(journal))
+        if job.partitions is not None:
+            parts = [p for p in parts if p in set(job.partitions)]
+        if not parts:
+            raise RuntimeError(
+                f"topic {topic!r} has no partition {job.partitions or ''} on the broker or in "
+                "the journal"
+            )
+        tps = [TopicPartition(topic, p) for p in parts if p in on_broker]
+        begins = await log_starts(consumer, tps)
+        ends = await kafka.end_offsets(consumer, tps)
+        starts: dict[int, int] = {}
+        if self.from_ms is not None and tps:
+            starts = await _time_starts(consumer, tps, self.from_ms)
+        for p in parts:
+            tp = TopicPartition(topic, p)
+            plan = plan_partition(
+                p,
+                job.from_offset,
+                job.to_offset,
+                begins.get(tp),
+                ends.get(tp),
+                journal[p] + 1 if p in journal else None,
+            )
+            # A broker that answers offsets_for_times truthfully lets the broker part skip
+            # ahead; a journal part still scans (its rows carry timestamps).
+            if (
+                p in starts
+                and plan.begin is not None
+                and starts[p] > plan.next
+                and plan.journal_stop <= plan.next
+            ):
+                plan.next = min(starts[p], plan.stop)
+                plan.started = True
+            self.plans[p] = plan
+        self.counters["total"] = sum(pl.remaining for pl in self.plans.values())
+
+    async def _journal_phase(self) -> None:
+        topic = self.job.topic
+        for p in sorted(self.plans):
+            plan = self.plans[p]
+            stop = plan.journal_stop
+            while plan.next < stop and not plan.stopped:
+                self.check()
+                async with self.sessions() as s:
+                    rows = list(
+                        (
+                            await s.execute(
+                                select(JournalEntry)
+                                .where(
+                                    JournalEntry.topic == topic,
+                                    JournalEntry.partition == p,
+                                    JournalEntry.offset >= plan.next,
+                                    JournalEntry.offset < stop,
+                                )
+                                .order_by(JournalEntry.offset)
+                                .limit(self.chunk)
+                            )
+                        ).scalars()
+                    )
+                if not rows:
+                    self.counters["journal_gaps"] += stop - plan.next
+                    plan.next = stop
+                    break
+                expected = plan.next
+                for r in rows:
+                    self.counters["journal_gaps"] += r.offset - expected
+                    expected = r.offset + 1
+                recs = [
+                    InboundRecord(
+                        topic=r.topic,
+                        partition=r.partition,
+                        offset=r.offset,
+                        value=r.value,
+                        key=r.key,
+                        headers=tuple(headers_from_json(r.headers)),
+                        timestamp_ms=r.timestamp_ms,
+                    )
+                    for r in rows
+                ]
+                self.counters["from_journal"] += len(recs)
+                await self._consume(recs)
+        await self._save(now=True)
+
+    async def _broker_phase(self, consumer: AIOKafkaConsumer) -> None:
+        topic = self.job.topic
+        pending = {
+            TopicPartition(topic, p)
+            for p, pl in self.plans.items()
+            if pl.begin is not None and not pl.stopped and pl.broker_start < pl.stop
+        }
+        if not pending:
+            return
+        consumer.assign(sorted(pending))
+        for tp in pending:
+            consumer.seek(tp, self.plans[tp.partition].broker_start)
+        idle_since = time.monotonic()
+        idle_limit = self.runner.idle_timeout_s
+        while pending:
+            self.check()
+            batches = await consumer.getmany(
+                *sorted(pending), timeout_ms=300, max_records=self.chunk
+            )
+            recs: list[InboundRecord] = []
+            for tp in sorted(batches):
+                plan = self.plans[tp.partition]
+                recs.extend(
+                    InboundRecord.from_kafka(r)
+                    for r in batches[tp]
+                    if plan.next <= r.offset < plan.stop
+                )
+            if recs:
+                idle_since = time.monotonic()
+                await self._consume(recs)
+            for tp in sorted(pending):
+                plan = self.plans[tp.partition]
+                if plan.stopped or await consumer.position(tp) >= plan.stop:
+                    pending.discard(tp)
+                    consumer.pause(tp)
+            if not recs and pending:
+                if time.monotonic() - idle_since > idle_limit:
+                    short = ", ".join(
+                        f"{tp.partition}@{self.plans[tp.partition].next}<"
+                        f"{self.plans[tp.partition].stop}"
+                        for tp in sorted(pending)
+                    )
+                    raise RuntimeError(
+                        f"no records from the broker for {idle_limit:.0f}s with partitions "
+                        f"short of their end: {short}"
+                    )
+                await self._save()
+
+    async def _consume(self, recs: list[InboundRecord]) -> None:
+        """Gate, filter and deliver in chunks; positions advance with what was delivered."""
+        read: list[InboundRecord] = []
+        matched: list[InboundRecord] = []
+        job = self.job
+        for rec in recs:
+            plan = self.plans[rec.partition]
+            if plan.stopped or rec.offset < plan.next:
+                continue
+            verdict = gate(plan, rec.timestamp_ms, self.from_ms, self.to_ms)
+            if verdict is None:
+                plan.stopped = True
+                continue
+            read.append(rec)
+            if (
+                verdict
+                and key_matches(job.key_filter, rec.key)
+                and (job.source_system is None or source_system_of(rec) == job.source_system)
+            ):
+                matched.append(rec)
+            if len(matched) >= self.chunk:
+                await self._flush(read, matched)
+                read, matched = [], []
+        if read:
+            await self._flush(read, matched)
+
+    async def _flush(self, read: list[InboundRecord], matched: list[InboundRecord]) -> None:
+        self.check()
+        rows: list[dict[str, object]] = []
+        if matched:
+            await self._pace(len(matched))
+            rows = await self.target.deliver(matched)
+        for rec in read:
+            plan = self.plans[rec.partition]
+            plan.next = max(plan.next, rec.offset + 1)
+        self.counters["read"] += len(read)
+        self.counters["matched"] += len(matched)
+        self.counters["delivered"] += len(matched)
+        await self._save(rows)
+
+
+async def log_starts(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The broker's log start offsets (what retention left)."""
+    if not tps:
+        return {}
+    return dict(await consumer.beginning_offsets(tps))
+
+
+async def _time_starts(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], from_ms: int
+) -> dict[int, int]:
+    """Start offsets by time where the broker answers offsets_for_times truthfully (the
+    embedded broker answers offset 0 with timestamp -1: ignored, the gate scans instead)."""
+    out: dict[int, int] = {}
+    try:
+        found = await consumer.offsets_for_times(dict.fromkeys(tps, from_ms))
+    except Exception as exc:  # a broker without ListOffsets v1+: scan
+        log.info("offsets_for_times unavailable (%s): scanning by timestamp", exc)
+        return out
+    for tp, ot in found.items():
+        if ot is not None and ot.timestamp is not None and ot.timestamp >= 0:
+            out[tp.partition] = ot.offset
+    return out
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+
+class ReplayRunner:
+    """Executes queued replay jobs, one at a time, in the hub process."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        poll_interval_s: float = 0.5,
+        stale_after_s: float = 60.0,
+        idle_timeout_s: float = 30.0,
+    ) -> None:
+        self.hub = hub
+        assert hub.sessions is not None
+        self.sessions: async_sessionmaker[AsyncSession] = hub.sessions
+        self.poll_interval_s = poll_interval_s
+        self.stale_after = timedelta(seconds=stale_after_s)
+        self.idle_timeout_s = idle_timeout_s
+        self.current: int | None = None
+        self._cancel: set[int] = set()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def cancel(self, job_id: int) -> None:
+        self._cancel.add(job_id)
+
+    def cancelling(self, job_id: int) -> bool:
+        return job_id in self._cancel
+
+    async def run(self) -> None:
+        while not self.stopping:
+            try:
+                ran = await self.run_one()
+            except Exception as exc:  # the store is down: try again later
+                log.warning("replay runner: %r", exc)
+                ran = False
+                await asyncio.sleep(min(5.0, self.poll_interval_s * 5))
+            if ran:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+
+    async def run_one(self) -> bool:
+        job = await self._claim()
+        if job is None:
+            return False
+        self.current = job.id
+        try:
+            await self._execute(job)
+        finally:
+            self.current = None
+            self._cancel.discard(job.id)
+        return True
+
+    async def _claim(self) -> ReplayJob | None:
+        now = datetime.now(UTC)
+        claimable = or_(
+            ReplayJob.status == "queued",
+            and_(ReplayJob.status == "running", ReplayJob.heartbeat_at < now - self.stale_after),
+        )
+        async with self.sessions() as s, s.begin():
+            job_id = await s.scalar(
+                select(ReplayJob.id).where(claimable).order_by(ReplayJob.id).limit(1)
+            )
+            if job_id is None:
+                return None
+            res = await s.execute(
+                update(ReplayJob)
+                .where(ReplayJob.id == job_id, claimable)
+                .values(status="running", heartbeat_at=now)
+            )
+            if getattr(res, "rowcount", 0) != 1:
+                return None
+            job = await s.get(ReplayJob, job_id)
+            assert job is not None
+            if job.started_at is None:
+                job.started_at = now
+            return job
+
+    async def _finish(self, job_id: int, status: str, error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "error": error}
+        if status in TERMINAL:
+            values["finished_at"] = datetime.now(UTC)
+        async with self.sessions() as s, s.begin():
+            await s.execute(
+                update(ReplayJob)
+                .where(ReplayJob.id == job_id, ReplayJob.status == "running")
+                .values(**values)
+            )
+
+    async def _execute(self, job: ReplayJob) -> None:
+        log.info("replay %s: %s -> %s", job.id, job.topic, job.target_flow or job.target_topic)
+        run: JobRun | None = None
+        try:
+            run = JobRun(self, job)
+            await run.run()
+        except Cancelled:
+            await self._progress(run)
+            await self._finish(job.id, "cancelled")
+            log.info("replay %s cancelled", job.id)
+            return
+        except Interrupted:
+            await self._progress(run)
+            await self._finish(job.id, "queued")
+            return
+        except Exception as exc:
+            log.warning("replay %s failed: %s", job.id, exc, exc_info=True)
+            await self._progress(run)
+            await self._finish(job.id, "failed", f"{type(exc).__name__}: {exc}"[:4000])
+            return
+        await self._finish(job.id, "done")
+        log.info("replay %s done: %s", job.id, run.counters)
+
+    async def _progress(self, run: JobRun | None) -> None:
+        if run is None:
+            return
+        with contextlib.suppress(Exception):
+            async with self.sessions() as s, s.begin():
+                await s.execute(
+                    update(ReplayJob)
+                    .where(ReplayJob.id == run.job.id)
+                    .values(
+                        counters=dict(run.counters),
+                        report=run.target.report(),
+                        positions={str(p): pl.to_json() for p, pl in run.plans.items()},
+                    )
+                )
