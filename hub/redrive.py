@@ -250,7 +250,24 @@ async def redrive(
             if dry_run:
                 out.outcome = "would_send"
                 continue
-            await add_rows(session, [outbox_values(dl.topic, value, dl.key, headers)])
+            if dl.flow.startswith("deliver.") and dl.stage == "deliver":
+                # The delivery flow's ledger already holds this message: a re-publish would be
+                # dropped. It goes back into the delivery queue instead, with its idempotency key.
+                from hub.delivery.queue import redrive as requeue
+
+                try:
+                    await requeue(
+                        session,
+                        dl.flow.removeprefix("deliver."),
+                        dl.message_id or "",
+                        force=force,
+                        value=value if out.patched else None,
+                    )
+                except ValueError as exc:
+                    out.reason = str(exc)
+                    continue
+            else:
+                await add_rows(session, [outbox_values(dl.topic, value, dl.key, headers)])
             dl.status = "redriven"
             session.add(
                 DeadLetterRedrive(

@@ -18,6 +18,7 @@ from hub.broker.embedded import EmbeddedBroker
 from hub.core.processor import BatchProcessor, FlowSpec
 from hub.core.relay import OutboxRelay
 from hub.core.runner import FlowRunner
+from hub.delivery import DeliveryService
 from hub.settings import Settings
 from hub.store import db
 
@@ -46,6 +47,7 @@ class Hub:
     relay: OutboxRelay | None = None
     runners: list[FlowRunner] = field(default_factory=list)
     pollers: list[Any] = field(default_factory=list)
+    delivery: DeliveryService | None = None
     replayer: Any = None  # hub.replay.ReplayRunner, in the API process
     urge_scheduler: Any = None  # hub.urge_scheduler.UrgeScheduler when the urges flow runs
     run_urge_scheduler: bool = True
@@ -79,11 +81,13 @@ class Hub:
             lease_s=s.relay_lease_s,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        self.delivery = DeliveryService.from_settings(s)
         if self.run_flows:
-            for spec in self.flows:
+            for spec in [*self.flows, *self.delivery.flows()]:
                 self.runners.append(self._runner(spec))
             for r in self.runners:
                 self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
+            self._tasks.extend(self.delivery.start(self.sessions))
             self._start_pollers()
             self._start_urge_scheduler()
         if self.serve_api:
@@ -213,6 +217,8 @@ class Hub:
             self.relay.stop()
         if self.replayer is not None:
             self.replayer.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
         if self._tasks:
@@ -221,6 +227,8 @@ class Hub:
                 t.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.delivery is not None:
+            await self.delivery.aclose()
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()

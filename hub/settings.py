@@ -77,6 +77,32 @@ class Settings(BaseSettings):
     )
     poll_interval_s: float = Field(2.0, gt=0, description="pause between polls with no backlog")
 
+    # Delivery to target systems (hub/delivery, docs/delivery.md).
+    delivery_targets: str = Field(
+        "",
+        description="target system APIs: system=base-url, comma separated; "
+        "a system without a URL is not delivered",
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, description="calls per message before it is dead-lettered"
+    )
+    delivery_backoff_initial_ms: int = Field(
+        500, ge=1, description="first retry delay of a failed delivery"
+    )
+    delivery_backoff_max_ms: int = Field(
+        60_000, ge=1, description="longest retry delay of a failed delivery"
+    )
+    delivery_concurrency: int = Field(
+        16, ge=1, description="calls in flight per target system, each for a different key"
+    )
+    delivery_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one delivery call")
+    delivery_lease_s: float = Field(
+        30.0, gt=0, description="lease of a claimed delivery; must exceed the timeout"
+    )
+    delivery_poll_interval_ms: int = Field(
+        250, ge=10, description="how often an idle deliverer looks for due retries"
+    )
+
     # API.
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")

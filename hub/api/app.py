@@ -30,6 +30,7 @@ def create_app(hub: Hub) -> FastAPI:
     # Systems pushing records hold operator tokens: a webhook call writes to the hub.
     app.include_router(webhook_router, dependencies=[Depends(require(Role.operator))])
     app.include_router(urges_router, dependencies=viewer)
+    app.include_router(__import__("hub.api.dashboard").api.dashboard.router)  # public page
     install(app)
     asyncapi_doc: dict[str, Any] = {}
 
@@ -107,6 +108,17 @@ def create_app(hub: Hub) -> FastAPI:
                 }
             )
         return out
+
+    @app.get("/deliveries", tags=["monitoring"], dependencies=viewer)
+    async def deliveries() -> list[dict[str, Any]]:
+        """Per target system: delivered, failed, retrying, dead, pending, suppressed (echoes),
+        oldest pending age; ``process`` holds this worker's own counters."""
+        if hub.delivery is not None and hub.delivery.sessions is not None:
+            return await hub.delivery.status()
+        from hub.delivery import delivery_status
+
+        assert hub.sessions is not None
+        return await delivery_status(hub.sessions)
 
     return app
 

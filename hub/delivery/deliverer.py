@@ -1,0 +1,301 @@
+"""The deliverer of one target system: claims head rows, calls the API, records outcomes.
+
+A pipeline of at most ``concurrency`` calls in flight, each for a different key: whenever a
+slot frees, the next due head rows are claimed. A key whose head is waiting for a retry blocks
+only its own later messages; a slow call occupies one slot, not a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from connectors.common.sink import DeliveryResult, Outcome, Sink
+from contracts.envelope import Envelope
+from contracts.errors import ContractError
+from hub.core import faults
+from hub.delivery import metrics, queue
+from hub.delivery.config import DeliveryConfig
+from hub.delivery.metrics import DelivererCounters
+from hub.delivery.policy import Decision, Verdict, decide
+
+log = logging.getLogger(__name__)
+
+GAUGE_REFRESH_S = 5.0
+RECORD_BATCH = 500
+
+
+@dataclass
+class _Pending:
+    attempt: queue.Attempt
+    done: asyncio.Future[bool | None]
+
+    def resolve(self, value: bool | None) -> None:
+        if not self.done.done():
+            self.done.set_result(value)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Deliverer:
+    def __init__(
+        self,
+        system: str,
+        sink: Sink,
+        sessions: async_sessionmaker[AsyncSession],
+        config: DeliveryConfig,
+        *,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.system = system
+        self.sink = sink
+        self.sessions = sessions
+        self.config = config
+        self.owner = worker_id()
+        self.counters = DelivererCounters()
+        self.rand = rand or random.Random()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Outcomes waiting to be recorded: one transaction records all that are waiting.
+        self._outcomes: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._gauges_at = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        interval = self.config.poll_interval_ms / 1000
+        recorder = asyncio.create_task(self._recorder(), name=f"deliver-{self.system}-record")
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                free = self.config.concurrency - len(self._inflight)
+                claimed = 0
+                if free > 0:
+                    claimed = await self._claim(free)
+                if claimed and claimed == free:
+                    continue  # slots full: the loop waits for a completion below
+                if time.monotonic() - self._gauges_at > GAUGE_REFRESH_S:
+                    await self.refresh_gauges()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
+        finally:
+            await self._drain(recorder)
+
+    async def _claim(self, free: int) -> int:
+        try:
+            async with self.sessions() as s, s.begin():
+                jobs = await queue.claim(
+                    s,
+                    self.system,
+                    self.owner,
+                    free,
+                    lease_s=self.config.lease_s,
+                    exclude=list(self._inflight),
+                )
+        except Exception as exc:
+            self.counters.store_errors += 1
+            self.counters.error(f"claim failed: {type(exc).__name__}: {exc}")
+            log.warning("deliver.%s: claim failed: %s", self.system, exc)
+            await asyncio.sleep(min(5.0, self.config.poll_interval_ms / 1000 * 4))
+            return 0
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(job), name=f"deliver-{self.system}-{job.id}")
+            self._inflight[job.id] = task
+            task.add_done_callback(functools.partial(self._done, job.id))
+        self.counters.in_flight = len(self._inflight)
+        return len(jobs)
+
+    def _done(self, job_id: int, _task: object = None) -> None:
+        self._inflight.pop(job_id, None)
+        self.counters.in_flight = len(self._inflight)
+        self._wake.set()
+
+    async def _call(self, job: queue.Job) -> DeliveryResult:
+        try:
+            env = Envelope.from_bytes(job.envelope.encode("utf-8"))
+        except ContractError as exc:
+            return DeliveryResult(Outcome.permanent, self.system, job.entity, reason=exc.reason)
+        try:
+            return await self.sink.deliver(
+                job.entity, env.body, job.message_id, local_id=job.target_local_id
+            )
+        except Exception as exc:  # a bug in a mapping, say: bounded by max_attempts
+            log.exception("deliver.%s: message %s: unexpected error", self.system, job.message_id)
+            return DeliveryResult(
+                Outcome.transient,
+                self.system,
+                job.entity,
+                reason=f"unexpected {type(exc).__name__}: {exc}",
+            )
+
+    async def _deliver(self, job: queue.Job) -> None:
+        c = self.counters
+        result = await self._call(job)
+        c.attempts += 1
+        metrics.ATTEMPTS.labels(self.system, result.outcome.value).inc()
+        faults.reached("deliver_after_call")
+        decision = decide(
+            result,
+            job.attempts,
+            self.config.max_attempts,
+            initial_s=self.config.backoff_initial_s,
+            max_s=self.config.backoff_max_s,
+            rand=self.rand.random,
+        )
+        done: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+        self._outcomes.put_nowait(_Pending((job, result, decision), done))
+        recorded = await done
+        if recorded is None:
+            return  # the store failed: the lease runs out and the call is repeated
+        if not recorded:
+            c.lost_leases += 1
+            log.warning(
+                "deliver.%s: lease of message %s was lost; another worker owns it",
+                self.system,
+                job.message_id,
+            )
+            return
+        self._count(job, result, decision)
+
+    def _count(self, job: queue.Job, result: DeliveryResult, decision: Decision) -> None:
+        c = self.counters
+        if result.outcome is Outcome.transient:
+            c.failed_transient += 1
+        elif result.outcome is Outcome.permanent:
+            c.failed_permanent += 1
+        if decision.verdict is Verdict.delivered:
+            c.delivered += 1
+            c.duplicates += result.outcome is Outcome.duplicate
+            c.last_delivered_at = time.time()
+            return
+        c.error(decision.reason)
+        if decision.verdict is Verdict.dead:
+            c.dead_lettered += 1
+            metrics.DEAD.labels(self.system).inc()
+            log.warning(
+                "deliver.%s: message %s dead-lettered: %s",
+                self.system,
+                job.message_id,
+                decision.reason,
+            )
+        else:
+            log.info(
+                "deliver.%s: message %s attempt %d failed, retry in %.1fs: %s",
+                self.system,
+                job.message_id,
+                job.attempts,
+                decision.delay_s,
+                decision.reason,
+            )
+
+    async def _recorder(self) -> None:
+        """Record outcomes as they come, all that are waiting in one transaction; a batch
+        that fails is recorded row by row, so one bad row cannot hold the others."""
+        while True:
+            first = await self._outcomes.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while not self._outcomes.empty() and len(batch) < RECORD_BATCH:
+                nxt = self._outcomes.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                async with self.sessions() as s, s.begin():
+                    answers = await queue.finish_many(
+                        s, self.owner, [p.attempt for p in batch], now=datetime.now(UTC)
+                    )
+                for p in batch:
+                    p.resolve(answers[p.attempt[0].id])
+            except Exception as exc:
+                log.info("deliver.%s: batch record failed (%s); row by row", self.system, exc)
+                for p in batch:
+                    p.resolve(await self._record_one(p.attempt))
+            if stop:
+                return
+
+    async def _record_one(self, attempt: queue.Attempt) -> bool | None:
+        """On store trouble retry briefly, then leave the row to its lease (the next
+        attempt repeats the call with the same idempotency key)."""
+        job = attempt[0]
+        delay = 0.1
+        for n in range(4):
+            try:
+                async with self.sessions() as s, s.begin():
+                    return (
+                        await queue.finish_many(s, self.owner, [attempt], now=datetime.now(UTC))
+                    )[job.id]
+            except Exception as exc:
+                self.counters.store_errors += 1
+                self.counters.error(f"recording outcome failed: {type(exc).__name__}: {exc}")
+                log.warning(
+                    "deliver.%s: recording message %s failed (try %d): %s",
+                    self.system,
+                    job.message_id,
+                    n + 1,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay *= 4
+        return None
+
+    async def _drain(self, recorder: asyncio.Task[None]) -> None:
+        """On stop: let calls in flight finish briefly, record what finished, then give the
+        rows of cancelled calls back."""
+        ids = list(self._inflight)
+        if self._inflight:
+            tasks = list(self._inflight.values())
+            _, pending = await asyncio.wait(tasks, timeout=min(self.config.timeout_s, 5.0))
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._outcomes.put_nowait(None)
+        try:
+            await asyncio.wait_for(recorder, 10)
+        except (TimeoutError, Exception) as exc:
+            log.warning("deliver.%s: recorder did not finish: %r", self.system, exc)
+        # Rows already recorded are no longer leased by us; release touches only the others.
+        if ids:
+            with contextlib.suppress(Exception):
+                async with self.sessions() as s, s.begin():
+                    await queue.release(s, ids, self.owner)
+
+    async def refresh_gauges(self) -> queue.QueueCounts | None:
+        self._gauges_at = time.monotonic()
+        try:
+            async with self.sessions() as s, s.begin():
+                c = (await queue.counts(s, [self.system]))[self.system]
+        except Exception as exc:
+            log.debug("deliver.%s: gauge refresh failed: %s", self.system, exc)
+            return None
+        set_gauges(self.system, c)
+        return c
+
+
+def set_gauges(system: str, c: queue.QueueCounts) -> None:
+    metrics.PENDING.labels(system).set(c.pending)
+    metrics.RETRYING.labels(system).set(c.retrying)
+    age = (datetime.now(UTC) - c.oldest_pending_at).total_seconds() if c.oldest_pending_at else 0
+    metrics.OLDEST.labels(system).set(max(age, 0.0))
