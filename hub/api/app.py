@@ -30,7 +30,6 @@ def create_app(hub: Hub) -> FastAPI:
     # Systems pushing records hold operator tokens: a webhook call writes to the hub.
     app.include_router(webhook_router, dependencies=[Depends(require(Role.operator))])
     app.include_router(urges_router, dependencies=viewer)
-    app.include_router(__import__("hub.api.dashboard").api.dashboard.router)  # public page
     install(app)
     asyncapi_doc: dict[str, Any] = {}
 

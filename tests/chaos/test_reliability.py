@@ -103,9 +103,10 @@ async def test_poison_storm_good_delivered_bad_dead_lettered(broker: str, sqlite
     ]
     items = [(e.key.encode(), e.to_bytes()) for e in good] + [(b"bad", p) for p in poison]
     rng.shuffle(items)
-    worker = start_worker(broker, sqlite_url)
     engine = db.create_engine(sqlite_url)
+    await db.migrate(engine)
     sessions = db.sessionmaker(engine)
+    worker = start_worker(broker, sqlite_url)
     t0 = time.monotonic()
     try:
         await asyncio.sleep(1.0)
