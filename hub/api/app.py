@@ -29,7 +29,12 @@ def create_app(hub: Hub) -> FastAPI:
     viewer = [Depends(require(Role.viewer))]
     # Systems pushing records hold operator tokens: a webhook call writes to the hub.
     app.include_router(webhook_router, dependencies=[Depends(require(Role.operator))])
-    app.include_router(urges_router, dependencies=viewer)
+    app.include_router(
+        urges_router, dependencies=viewer, max_body_size=hub.settings.api_max_body_bytes
+    )
+    from hub.api.dashboard import router as dashboard_router
+
+    app.include_router(dashboard_router)  # the page is public; it holds no data
     install(app)
     asyncapi_doc: dict[str, Any] = {}
 

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.api.auth import Principal, Role, authenticate, bearer, forbidden, require
+from hub.api.params import INT64_MAX
 from hub.store.admin_models import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ async def list_audit(
     action: str | None = Query(None, max_length=64),
     since: datetime | None = None,
     until: datetime | None = None,
-    before: int | None = Query(None, ge=1, description="cursor: ids below this one"),
+    before: int | None = Query(None, ge=1, le=INT64_MAX, description="cursor: ids below this one"),
     limit: int = Query(100, ge=1, le=500),
     _p: Principal = Depends(require(Role.admin)),
 ) -> AuditPage:

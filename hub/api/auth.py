@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hub.api.params import PathId
 from hub.store.admin_models import ApiToken
 
 if TYPE_CHECKING:
@@ -341,7 +342,7 @@ def _routes() -> APIRouter:
     @router.delete("/{token_id}", response_model=TokenOut)
     async def revoke(
         request: Request,
-        token_id: int,
+        token_id: PathId,
         audit: Audit = Depends(audited("tokens.revoke", Role.admin)),
     ) -> TokenOut:
         """Revoke a token: it answers 401 from now on."""

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from hub.api.audit import Audit, audited, aware
 from hub.api.auth import Principal, Role, require
+from hub.api.params import INT64_MAX, PathId, RowId
 from hub.core.inbound import headers_from_json
 from hub.redrive import STATUSES, Filter, Outcome, discard, redrive
 from hub.store.admin_models import DeadLetterRedrive
@@ -133,7 +134,7 @@ class FilterIn(BaseModel):
 
 class RedriveIn(BaseModel):
     model_config = {"extra": "forbid"}
-    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_IDS)
+    ids: list[RowId] | None = Field(None, min_length=1, max_length=MAX_IDS)
     filter: FilterIn | None = Field(None, description="instead of ids: every match, oldest first")
     limit: int = Field(100, ge=1, le=MAX_IDS, description="most dead letters a filter selects")
     patch: dict[str, Any] | None = Field(
@@ -182,7 +183,7 @@ class RedriveResultOut(BaseModel):
 
 class DiscardIn(BaseModel):
     model_config = {"extra": "forbid"}
-    ids: list[int] = Field(min_length=1, max_length=MAX_IDS)
+    ids: list[RowId] = Field(min_length=1, max_length=MAX_IDS)
     reason: str | None = Field(None, max_length=500, description="why (kept in the audit log)")
 
 
@@ -203,7 +204,7 @@ async def list_dead_letters(
     message_id: str | None = Query(None, max_length=36),
     since: datetime | None = Query(None, description="dead-lettered at or after"),
     until: datetime | None = Query(None, description="dead-lettered before"),
-    before: int | None = Query(None, ge=1, description="cursor: ids below this one"),
+    before: int | None = Query(None, ge=1, le=INT64_MAX, description="cursor: ids below this one"),
     limit: int = Query(50, ge=1, le=500),
     _p: Principal = Depends(require(Role.viewer)),
 ) -> DeadLetterPage:
@@ -242,7 +243,7 @@ async def list_dead_letters(
 
 @router.get("/{dl_id}", response_model=DeadLetterDetail)
 async def get_dead_letter(
-    request: Request, dl_id: int, _p: Principal = Depends(require(Role.viewer))
+    request: Request, dl_id: PathId, _p: Principal = Depends(require(Role.viewer))
 ) -> DeadLetterDetail:
     """One dead letter: the original bytes (base64, and text when UTF-8), headers, error,
     attempts, and every re-drive of it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from hub.api.audit import Audit, audited, aware
 from hub.api.auth import Principal, Role, require
+from hub.api.params import INT32_MAX, INT64_MAX, PathId
 from hub.redrive import is_topic
 from hub.replay import TERMINAL, new_counters
 from hub.store.admin_models import ReplayJob
@@ -26,12 +27,14 @@ TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 class ReplayIn(BaseModel):
     model_config = {"extra": "forbid"}
     topic: str = Field(pattern=TOPIC, description="the topic to read")
-    partitions: list[int] | None = Field(
+    partitions: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = Field(
         None, min_length=1, max_length=10_000, description="default: every partition"
     )
-    from_offset: int | None = Field(None, ge=0, description="first offset, per partition")
+    from_offset: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="first offset, per partition"
+    )
     from_time: datetime | None = Field(None, description="or: from the first record at/after")
-    to_offset: int | None = Field(None, ge=0, description="stop before this offset")
+    to_offset: int | None = Field(None, ge=0, le=INT64_MAX, description="stop before this offset")
     to_time: datetime | None = Field(None, description="or: stop at the first record at/after")
     key: str | None = Field(
         None, min_length=1, max_length=512, description="exact key, or a glob: crm:C00*"
@@ -164,12 +167,12 @@ async def create_replay(
         names = [f.name for f in hub.flows]
         if body.target_flow not in names:
             raise HTTPException(
-                422, f"no flow {body.target_flow!r}; flows: {', '.join(names) or 'none'}"
+                400, f"no flow {body.target_flow!r}; flows: {', '.join(names) or 'none'}"
             )
     if body.target_topic is not None and not is_topic(body.target_topic):
-        raise HTTPException(422, f"{body.target_topic!r} is not a valid topic name")
+        raise HTTPException(400, f"{body.target_topic!r} is not a valid topic name")
     if not await _topic_known(request, body.topic):
-        raise HTTPException(422, f"topic {body.topic!r} is neither on the broker nor journaled")
+        raise HTTPException(404, f"topic {body.topic!r} is neither on the broker nor journaled")
     async with hub.sessions() as s, s.begin():
         job = ReplayJob(
             topic=body.topic,
@@ -207,7 +210,7 @@ async def create_replay(
 async def list_replays(
     request: Request,
     status: Status | None = None,
-    before: int | None = Query(None, ge=1, description="cursor: ids below this one"),
+    before: int | None = Query(None, ge=1, le=INT64_MAX, description="cursor: ids below this one"),
     limit: int = Query(50, ge=1, le=500),
     _p: Principal = Depends(require(Role.viewer)),
 ) -> ReplayPage:
@@ -227,7 +230,7 @@ async def list_replays(
 
 @router.get("/{job_id}", response_model=ReplayOut)
 async def get_replay(
-    request: Request, job_id: int, _p: Principal = Depends(require(Role.viewer))
+    request: Request, job_id: PathId, _p: Principal = Depends(require(Role.viewer))
 ) -> ReplayOut:
     """One job with its counters, progress and (dry run) report."""
     async with request.app.state.hub.sessions() as s:
@@ -240,7 +243,7 @@ async def get_replay(
 @router.post("/{job_id}/cancel", response_model=ReplayOut)
 async def cancel_replay(
     request: Request,
-    job_id: int,
+    job_id: PathId,
     audit: Audit = Depends(audited("replays.cancel", Role.operator)),
 ) -> ReplayOut:
     """A queued job is cancelled at once; a running one stops after its current chunk

@@ -21,6 +21,7 @@ from flows.urge.calendar import BusinessCalendar
 from flows.urge.policy import UrgePolicy, default_policy
 from hub.api.audit import Audit, audited
 from hub.api.auth import Principal, Role, require
+from hub.api.params import INT64_MAX
 from hub.store.urge_models import Approval, UrgeRecord
 from hub.urge_scheduler import ClickResult, UrgeScheduler
 
@@ -208,7 +209,7 @@ async def list_approvals(
     department: str | None = Query(None, description="the approver's department"),
     overdue: bool = Query(False, description="only open approvals past their deadline"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
     _p: Principal = Depends(require(Role.viewer)),
 ) -> ApprovalPage:
     """Approvals the hub watches, newest first (most overdue first with ``overdue``)."""

@@ -422,7 +422,7 @@ async def test_replay_into_records_dry_run_ledger_and_force(broker: str, store_u
         assert h.hub.relay is not None
         await h.hub.relay.drain()
         bad = await op.post("/replays", json={"topic": CUSTOMERS, "target_flow": "nope"})
-        assert bad.status_code == 422
+        assert bad.status_code == 400
         both = {"topic": CUSTOMERS, "target_flow": "records", "target_topic": "x"}
         assert (await op.post("/replays", json=both)).status_code == 422
     out = await read_topic(broker, "replay.out")
