@@ -32,8 +32,12 @@ def _decode(rec: InboundRecord) -> Envelope:
     if rec.value is None:
         raise ContractError("value", None, "a native record must have a value")
     binding = CONNECTORS[system].binding(name)
+    # A re-driven copy lands at a new offset; its identity is the dead letter it re-drives,
+    # so re-driving the same dead letter twice is a duplicate for the ledger.
+    redriven = rec.header("eai.redrive.dead_letter_id")
+    identity = ("redrive", redriven) if redriven else (rec.topic, rec.partition, rec.offset)
     return Envelope(
-        message_id=stable_id("native", rec.topic, rec.partition, rec.offset),
+        message_id=stable_id("native", *identity),
         entity=binding.entity,
         source_system=system,
         source_id=f"{rec.topic}@{rec.partition}:{rec.offset}",
