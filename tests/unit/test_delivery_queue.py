@@ -21,8 +21,9 @@ from hub.store.delivery_models import Delivery
 from hub.store.models import DeadLetter, OutboxRow
 
 Sessions = async_sessionmaker[AsyncSession]
-# Rows are enqueued at the real time; the tests claim and finish a minute later.
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+# Far enough ahead that rows enqueued at the real "now" are due at T0 however late in a long
+# run this module executes (it is imported at collection, minutes before).
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 _offset = iter(range(10_000))
 
 
