@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def default_flows() -> list[FlowSpec]:
+    from flows.identity import flow as identity
     from flows.records import flow as records
     from flows.urge import flow as urges
     from hub.ingest import native_flow
 
-    return [records.spec(), native_flow.spec(), urges.spec()]
+    return [records.spec(), native_flow.spec(), urges.spec(), identity.spec()]
 
 
 @dataclass

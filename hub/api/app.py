@@ -32,6 +32,10 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(
         urges_router, dependencies=viewer, max_body_size=hub.settings.api_max_body_bytes
     )
+    from hub.api.golden import router as golden_router
+
+    # Each golden route carries its own auth: viewer to read, audited operator to change.
+    app.include_router(golden_router, max_body_size=hub.settings.api_max_body_bytes)
     from hub.api.dashboard import router as dashboard_router
 
     app.include_router(dashboard_router)  # the page is public; it holds no data

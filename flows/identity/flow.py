@@ -1,0 +1,415 @@
+"""The identity flow: accepted customer and material changes -> golden records.
+
+Consumes ``changes.customer`` and ``changes.material`` (the records flow's accepted changes,
+so duplicates and stale updates never reach it) and, per batch, in the batch's one store
+transaction (exactly-once effect through the core's ledger):
+
+1. builds each record's profile and blocking keys;
+2. prefetches what the batch needs (``store_index.BatchIndex``) and runs the pure ``Resolver``
+   over it, record after record in arrival order: merge into the best candidate above the upper
+   threshold, new golden record + review item between the thresholds, new golden record below;
+   a record already linked stays with its golden record (an update);
+3. recomputes survivorship of every golden record a message touched, from its members' latest
+   source records, and emits, per message that changed one, an event on ``golden.<entity>``:
+   op ``merge`` when the record joined an existing golden record, ``upsert`` otherwise; key and
+   source_id = golden id, source_system ``hub``, source_version = the golden record's version,
+   trace = the cause's trace + the origin system (so the sync flow never echoes a change back
+   to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
+4. writes profiles (version-checked), postings and key counts, members, review items and
+   identity events in bulk.
+
+The model
+---------
+Streaming has no data set to fit on. It scores with ``Model.default(entity)`` (the m/u
+defaults of ``scoring.DEFAULT_M``/``DEFAULT_U``, prior 1e-5) with ``IdentityConfig``'s
+overrides applied (prior, m, u, tf_weight), exactly as ``training`` does for an input too
+small to fit. A model fitted on a legacy backlog (``eai-hub dedup batch --save-model
+DIR/customer.json``) is used instead when given (``models=`` or ``model_dir=`` holding
+``customer.json`` / ``material.json``); running the batch command with ``--model`` of that same
+file then gives the same clusters as streaming for the same input order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from contracts import topics
+from contracts.envelope import Entity, Op
+from flows.identity.blocking import blocking_keys
+from flows.identity.config import IdentityConfig
+from flows.identity.profile import ENTITIES, Profile, build_profile
+from flows.identity.resolver import Decision, Resolver, golden_id_for
+from flows.identity.scoring import Model
+from flows.identity.store_index import (
+    CHUNK,
+    BatchIndex,
+    Pair,
+    fetch_members,
+    fetch_sources,
+    golden_body,
+    golden_envelope,
+    golden_values,
+    insert_rows,
+    update_golden,
+)
+from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
+from flows.identity.training import _apply_overrides
+from hub.core.errors import TransientError
+from hub.core.processor import FlowContext, FlowSpec, Item
+from hub.store.identity_models import (
+    ACTIVE,
+    OPEN,
+    GoldenMember,
+    GoldenRecord,
+    IdentityEvent,
+    ReviewItem,
+)
+
+NAME = "identity"
+
+
+def default_model(entity: str, config: IdentityConfig | None = None) -> Model:
+    """The model streaming uses without a fitted one: defaults plus configured overrides."""
+    config = config or IdentityConfig()
+    model = Model.default(entity)
+    model.notes = ["default parameters (streaming, no model file)"]
+    _apply_overrides(model, config)
+    return model
+
+
+def load_models(
+    config: IdentityConfig | None = None, model_dir: Path | None = None
+) -> dict[str, Model]:
+    """One model per entity: ``model_dir/<entity>.json`` when present, else the defaults."""
+    out: dict[str, Model] = {}
+    for entity in ENTITIES:
+        path = model_dir / f"{entity}.json" if model_dir is not None else None
+        if path is not None and path.is_file():
+            model = Model.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            if model.entity != entity:
+                raise ValueError(f"{path} holds a {model.entity} model, not {entity}")
+            out[entity] = model
+        else:
+            out[entity] = default_model(entity, config)
+    return out
+
+
+@dataclass(slots=True)
+class _Row:
+    item: Item
+    pair: Pair
+    payload: dict[str, Any]
+    deleted: bool
+    profile: Profile | None
+    keys: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Step:
+    row: _Row
+    decision: Decision | None  # None for a delete
+    golden_id: str | None  # None for a delete of a record never resolved
+
+
+def _member_record(row: _Row) -> MemberRecord:
+    env = row.item.env
+    return MemberRecord(
+        row.pair[0],
+        row.pair[1],
+        row.payload,
+        env.source_ts or env.occurred_at,
+        str(env.message_id),
+        row.deleted,
+    )
+
+
+class IdentityFlow:
+    """The handler, holding its configuration (the admin API reads it from here too)."""
+
+    def __init__(
+        self,
+        config: IdentityConfig | None = None,
+        models: Mapping[str, Model] | None = None,
+        survivorship: SurvivorshipConfig | None = None,
+    ) -> None:
+        self.config = config or IdentityConfig()
+        self.models = dict(models) if models is not None else load_models(self.config)
+        for entity in ENTITIES:
+            self.models.setdefault(entity, default_model(entity, self.config))
+        self.survivorship = survivorship or SurvivorshipConfig()
+
+    async def handle(self, ctx: FlowContext, items: list[Item]) -> None:
+        groups: dict[str, list[Item]] = defaultdict(list)
+        for item in items:
+            if item.env.entity.value in ENTITIES:
+                groups[item.env.entity.value].append(item)
+        try:
+            for entity, group in groups.items():
+                await self._handle(ctx, entity, group)
+        except Exception as exc:
+            if _store_contention(exc):
+                # a concurrent writer (another worker, an operator): redo the whole batch, do
+                # not let the core isolate and dead-letter a message that did nothing wrong
+                raise TransientError(f"identity store contention: {exc}") from exc
+            raise
+
+    def _rows(self, entity: str, items: list[Item]) -> list[_Row]:
+        rows: list[_Row] = []
+        for item in items:
+            env = item.env
+            payload: dict[str, Any] = (
+                item.body.model_dump(mode="json") if item.body is not None else dict(env.body)
+            )
+            deleted = env.op is Op.delete
+            profile = None
+            keys: frozenset[str] = frozenset()
+            if not deleted:
+                profile = build_profile(entity, payload, self.config.default_country)
+                if profile.usable():
+                    keys = frozenset(blocking_keys(profile))
+            rows.append(
+                _Row(item, (env.source_system, env.source_id), payload, deleted, profile, keys)
+            )
+        return rows
+
+    async def _handle(self, ctx: FlowContext, entity: str, items: list[Item]) -> None:
+        s = ctx.session
+        now = datetime.now(UTC)
+        rows = self._rows(entity, items)
+        index = await BatchIndex.load(
+            s,
+            entity,
+            self.config.block_cap,
+            [r.pair for r in rows],
+            [k for r in rows for k in r.keys],
+            [golden_id_for(entity, *r.pair) for r in rows],
+        )
+        resolver = Resolver(self.models[entity], self.config, index, index, explain=True)
+        steps: list[_Step] = []
+        for r in rows:
+            if r.deleted or r.profile is None:
+                steps.append(_Step(r, None, index.golden_of(*r.pair)))
+                continue
+            decision = resolver.resolve_profile(r.pair[0], r.pair[1], r.profile, r.keys)
+            steps.append(_Step(r, decision, decision.golden_id))
+
+        touched = list(dict.fromkeys(st.golden_id for st in steps if st.golden_id is not None))
+        existing = [g for g in touched if g in index.rows]
+        stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for i in range(0, len(existing), CHUNK):
+            result = await s.execute(
+                select(GoldenRecord.golden_id, GoldenRecord.record, GoldenRecord.winners).where(
+                    GoldenRecord.golden_id.in_(existing[i : i + CHUNK])
+                )
+            )
+            stored.update({gid: (rec or {}, win or {}) for gid, rec, win in result})
+        members = await fetch_members(s, entity, existing)
+        all_pairs = [p for ms in members.values() for p in ms] + [r.pair for r in rows]
+        sources = await fetch_sources(s, entity, all_pairs)
+        # pairs without a source_records row (changes fed to this flow directly, without the
+        # records flow): each message's own payload stands for its record from its step on
+        unstored = {r.pair for r in rows} - set(sources)
+
+        # replay the batch on the golden records, one event per message that changed one
+        last: dict[str, dict[str, Any]] = {}
+        for known in existing:
+            rec, win = stored.get(known, ({}, {}))
+            if index.rows[known].status == ACTIVE:
+                last[known] = golden_body(known, Survived(rec, win), members.get(known, []))
+        bumps: Counter[str] = Counter()
+        final: dict[str, tuple[Survived, list[Pair]]] = {}
+        topic = topics.golden(entity)
+        for st in steps:
+            gid = st.golden_id
+            if gid is None:
+                continue
+            if st.row.pair in unstored:
+                sources[st.row.pair] = _member_record(st.row)
+            group = members.setdefault(gid, [])
+            if st.row.pair not in group:
+                group.append(st.row.pair)
+            survived = survive(
+                entity, [sources[p] for p in group if p in sources], self.survivorship
+            )
+            final[gid] = (survived, list(group))
+            body = golden_body(gid, survived, group)
+            if body == last.get(gid):
+                continue
+            last[gid] = body
+            bumps[gid] += 1
+            base = index.rows[gid].version if gid in index.rows else 0
+            d = st.decision
+            joined = d is not None and d.action == "merge" and "known_source" not in d.flags
+            env = golden_envelope(
+                entity,
+                gid,
+                base + bumps[gid],
+                Op.merge if joined else Op.upsert,
+                body,
+                now,
+                cause=st.row.item.env,
+            )
+            ctx.emit(topic, env, key=gid)
+
+        await self._write(ctx, entity, index, steps, final, sources, bumps, now)
+
+    async def _write(
+        self,
+        ctx: FlowContext,
+        entity: str,
+        index: BatchIndex,
+        steps: list[_Step],
+        final: dict[str, tuple[Survived, list[Pair]]],
+        sources: dict[Pair, MemberRecord],
+        bumps: Counter[str],
+        now: datetime,
+    ) -> None:
+        s = ctx.session
+        inserts: list[dict[str, Any]] = []
+        # rows in golden id order: concurrent writers lock them in one order (no deadlock)
+        for gid in sorted(final):
+            survived, group = final[gid]
+            profile = index.profiles.get(gid) or Profile(entity)
+            values = golden_values(gid, profile, survived, group, sources)
+            state = index.rows.get(gid)
+            if state is None:
+                inserts.append(
+                    {
+                        "golden_id": gid,
+                        "entity": entity,
+                        **values,
+                        "version": max(bumps[gid], 1),
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                continue
+            if gid not in index.dirty and bumps[gid] == 0 and state.status == ACTIVE:
+                continue  # nothing about it changed
+            values.update(version=state.version + max(bumps[gid], 1), updated_at=now)
+            await update_golden(s, gid, state.version, values)
+        await insert_rows(s, GoldenRecord, inserts)
+        await index.save_postings(s)
+        members: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        linked: set[Pair] = set()
+        for st in steps:
+            d = st.decision
+            if d is None:
+                continue
+            env = st.row.item.env
+            pair = st.row.pair
+            evidence = d.to_dict()
+            if pair in index.links and pair not in index.known and pair not in linked:
+                # the first message of a record links it; later ones in the batch are updates
+                linked.add(pair)
+                members.append(
+                    {
+                        "entity": entity,
+                        "source_system": pair[0],
+                        "source_id": pair[1],
+                        "golden_id": d.golden_id,
+                        "action": d.action,
+                        "score": d.score,
+                        "evidence": evidence,
+                        "message_id": str(env.message_id),
+                        "linked_at": now,
+                    }
+                )
+            if d.action == "review" and d.candidate_id is not None:
+                reviews.append(
+                    {
+                        "entity": entity,
+                        "source_system": pair[0],
+                        "source_id": pair[1],
+                        "golden_id": d.golden_id,
+                        "candidate_id": d.candidate_id,
+                        "score": d.score,
+                        "evidence": evidence,
+                        "message_id": str(env.message_id),
+                        "status": OPEN,
+                        "created_at": now,
+                    }
+                )
+            known = "known_source" in d.flags
+            events.append(
+                {
+                    "entity": entity,
+                    "kind": "upsert" if known or d.action == "new" else d.action,
+                    "golden_id": d.golden_id,
+                    "other_golden_id": d.candidate_id if d.action == "review" else None,
+                    "source_system": pair[0],
+                    "source_id": pair[1],
+                    "evidence": evidence,
+                    "message_id": str(env.message_id),
+                    "actor": None,
+                    "at": now,
+                }
+            )
+        await insert_rows(s, GoldenMember, members)
+        for (system, sid), gid in sorted(index.links.items()):
+            if (system, sid) in index.known:
+                # a member whose golden record had vanished was resolved afresh: follow it
+                await s.execute(
+                    update(GoldenMember)
+                    .where(
+                        GoldenMember.entity == entity,
+                        GoldenMember.source_id == sid,
+                        GoldenMember.source_system == system,
+                    )
+                    .values(golden_id=gid, linked_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        await insert_rows(s, ReviewItem, reviews)
+        await insert_rows(s, IdentityEvent, events)
+
+
+# PostgreSQL: serialization failure, deadlock, lock timeout; the rest of class 40 / 55P03
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def _store_contention(exc: BaseException) -> bool:
+    """A unique-key race, a deadlock or a locked SQLite file: worth redoing the batch."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+    if isinstance(exc, IntegrityError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return code in _RETRY_SQLSTATES
+    return False
+
+
+def spec(
+    config: IdentityConfig | None = None,
+    *,
+    models: Mapping[str, Model] | None = None,
+    model_dir: Path | None = None,
+    survivorship: SurvivorshipConfig | None = None,
+) -> FlowSpec:
+    """The identity flow. Models: `models`, else `model_dir/<entity>.json`, else defaults."""
+    config = config or IdentityConfig()
+    if models is None:
+        models = load_models(config, model_dir)
+    flow = IdentityFlow(config, models, survivorship)
+    return FlowSpec(
+        name=NAME,
+        topics=[topics.changes(Entity.customer), topics.changes(Entity.material)],
+        handle=flow.handle,
+    )
+
+
+def flow_of(spec_: FlowSpec) -> IdentityFlow | None:
+    """The IdentityFlow behind a spec built by `spec()`, to share its configuration."""
+    owner = getattr(spec_.handle, "__self__", None)
+    return owner if isinstance(owner, IdentityFlow) else None

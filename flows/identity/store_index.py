@@ -1,0 +1,811 @@
+"""The store behind identity resolution: a per-batch prefetch that the pure `Resolver` runs on,
+the bulk write-back, and the golden-record writes shared with the operator actions.
+
+`BatchIndex` implements both `CandidateIndex` and `ClusterStore` over what one batch needs,
+read in a fixed number of queries whatever the size of the store:
+
+1. the members (cross-references) of the batch's (system, id) pairs;
+2. the counts of the batch's blocking keys: a key held by more than `cap` golden ids is hot
+   and ignored, so its postings are never read (nor written any more);
+3. the postings of the other keys, which are then complete: the in-memory view has exactly
+   the semantics of `InMemoryIndex` (keys past the cap ignored for good; candidates ordered by
+   shared keys, then golden id);
+4. the profiles of every golden id met in 1-3 and of the ids new records would get.
+
+The Resolver then decides record after record in memory, seeing the effects of earlier records
+of the same batch, exactly as the batch command does: streaming and batch give the same
+clusters for the same input order. What changed is written back in bulk: profiles (with an
+optimistic version check, so concurrent workers and operators never overwrite each other:
+a conflict is a TransientError and the batch is redone), new postings and count increments,
+members, review rows, identity events.
+
+Keys longer than the column are stored as a prefix plus their SHA-1 (`store_key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import topics
+from contracts.envelope import Entity, Envelope, Op
+from flows.identity.blocking import blocking_keys
+from flows.identity.normalize import fold
+from flows.identity.profile import Profile, build_profile, merge_profiles
+from flows.identity.resolver import golden_id_for
+from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
+from hub.core.errors import TransientError
+from hub.store.db import insert_ignoring_conflicts
+from hub.store.identity_models import (
+    ACCEPTED,
+    ACTIVE,
+    BLOCK_KEY_LEN,
+    OPEN,
+    REJECTED,
+    RETIRED,
+    BlockKey,
+    BlockKeyCount,
+    GoldenMember,
+    GoldenRecord,
+    IdentityEvent,
+    ReviewItem,
+)
+from hub.store.models import SourceRecord
+
+CHUNK = 500
+HUB_SYSTEM = "hub"  # source_system of golden-record events: the hub owns golden records
+SEARCH_TEXT_MAX = 8000
+Pair = tuple[str, str]
+
+
+def store_key(key: str) -> str:
+    """The key as stored: itself, or a prefix and its SHA-1 when longer than the column."""
+    if len(key) <= BLOCK_KEY_LEN:
+        return key
+    return key[:150] + "#" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+# --------------------------------------------------------------------------- the batch view
+
+
+@dataclass(slots=True)
+class GoldenState:
+    """A golden row as the batch read it: what the version check compares against."""
+
+    golden_id: str
+    version: int
+    status: str
+
+
+class BatchIndex:
+    """CandidateIndex and ClusterStore over one batch's prefetch; records what changed."""
+
+    def __init__(self, entity: str, cap: int) -> None:
+        self.entity = entity
+        self.cap = cap
+        self._postings: dict[str, set[str] | None] = {}
+        self.profiles: dict[str, Profile] = {}
+        self.rows: dict[str, GoldenState] = {}
+        self.xref: dict[Pair, str] = {}
+        self.known: frozenset[Pair] = frozenset()  # pairs that had a member row when loaded
+        # changes
+        self.dirty: set[str] = set()
+        self.links: dict[Pair, str] = {}
+        self.new_postings: list[tuple[str, str]] = []
+        self.count_delta: Counter[str] = Counter()
+
+    @classmethod
+    async def load(
+        cls,
+        session: AsyncSession,
+        entity: str,
+        cap: int,
+        pairs: Iterable[Pair],
+        keys: Iterable[str],
+        extra_ids: Iterable[str] = (),
+    ) -> BatchIndex:
+        self = cls(entity, cap)
+        wanted_pairs = set(pairs)
+        # by source_id (the leading index column), then the exact pairs
+        for chunk in _chunks(sorted({sid for _, sid in wanted_pairs})):
+            found = await session.execute(
+                select(
+                    GoldenMember.source_system, GoldenMember.source_id, GoldenMember.golden_id
+                ).where(GoldenMember.entity == entity, GoldenMember.source_id.in_(chunk))
+            )
+            for system, sid, gid in found:
+                if (system, sid) in wanted_pairs:
+                    self.xref[(system, sid)] = gid
+        self.known = frozenset(self.xref)
+
+        raw_keys = sorted(set(keys))
+        by_store = {store_key(k): k for k in raw_keys}
+        counts: dict[str, int] = {}
+        for chunk in _chunks(list(by_store)):
+            stored_counts = await session.execute(
+                select(BlockKeyCount.key, BlockKeyCount.n).where(
+                    BlockKeyCount.entity == entity, BlockKeyCount.key.in_(chunk)
+                )
+            )
+            for skey, n in stored_counts:
+                counts[by_store[skey]] = int(n)
+        selective: list[str] = []
+        for key in raw_keys:
+            n = counts.get(key, 0)
+            if n > cap:
+                self._postings[key] = None
+            else:
+                self._postings[key] = set()
+                if n:
+                    selective.append(store_key(key))
+        for chunk in _chunks(selective):
+            postings = await session.execute(
+                select(BlockKey.key, BlockKey.golden_id).where(
+                    BlockKey.entity == entity, BlockKey.key.in_(chunk)
+                )
+            )
+            for skey, gid in postings:
+                ids = self._postings[by_store[skey]]
+                assert ids is not None
+                ids.add(gid)
+        # a key whose postings outgrew its count (concurrent writers) is past the cap too
+        for key, ids in self._postings.items():
+            if ids is not None and len(ids) > cap:
+                self._postings[key] = None
+
+        gids = set(self.xref.values()) | set(extra_ids)
+        for ids in self._postings.values():
+            if ids:
+                gids.update(ids)
+        for chunk in _chunks(sorted(gids)):
+            goldens = await session.execute(
+                select(
+                    GoldenRecord.golden_id,
+                    GoldenRecord.version,
+                    GoldenRecord.status,
+                    GoldenRecord.profile,
+                ).where(GoldenRecord.golden_id.in_(chunk))
+            )
+            for gid, version, status, profile in goldens:
+                self.rows[gid] = GoldenState(gid, int(version), status)
+                if status == ACTIVE:
+                    self.profiles[gid] = Profile.from_dict(profile)
+        return self
+
+    # CandidateIndex -------------------------------------------------------------------------
+
+    def add(self, golden_id: str, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in self._postings:
+                raise KeyError(f"blocking key {key!r} was not prefetched for this batch")
+            ids = self._postings[key]
+            if ids is None or golden_id in ids:
+                continue
+            ids.add(golden_id)
+            self.count_delta[key] += 1
+            if len(ids) > self.cap:
+                # hot from now on: ignored at lookup, its postings no longer written
+                self._postings[key] = None
+            else:
+                self.new_postings.append((key, golden_id))
+
+    def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
+        shared: Counter[str] = Counter()
+        for key in keys:
+            ids = self._postings.get(key)
+            if ids:
+                shared.update(ids)
+        ranked = sorted([(-count, gid) for gid, count in shared.items()])
+        return [gid for _, gid in ranked[:limit]]
+
+    # ClusterStore ---------------------------------------------------------------------------
+
+    def get(self, golden_id: str) -> Profile | None:
+        return self.profiles.get(golden_id)
+
+    def put(self, golden_id: str, profile: Profile) -> None:
+        self.profiles[golden_id] = profile
+        self.dirty.add(golden_id)
+
+    def golden_of(self, source_system: str, source_id: str) -> str | None:
+        return self.xref.get((source_system, source_id))
+
+    def link(self, source_system: str, source_id: str, golden_id: str) -> None:
+        pair = (source_system, source_id)
+        if self.xref.get(pair) != golden_id:
+            self.xref[pair] = golden_id
+            self.links[pair] = golden_id
+
+    # write-back -----------------------------------------------------------------------------
+
+    async def save_postings(self, session: AsyncSession) -> None:
+        rows = [
+            {"entity": self.entity, "key": k, "golden_id": g}
+            for k, g in sorted({(store_key(k), g) for k, g in self.new_postings})
+        ]
+        for chunk in _chunks(rows, 2000):
+            await insert_ignoring_conflicts(session, BlockKey.__table__, list(chunk))
+        await add_counts(
+            session, self.entity, {store_key(k): n for k, n in self.count_delta.items() if n}
+        )
+
+
+async def add_counts(session: AsyncSession, entity: str, deltas: Mapping[str, int]) -> None:
+    """block_key_counts.n += delta, inserting missing keys: one upsert statement."""
+    rows = [{"entity": entity, "key": k, "n": n} for k, n in sorted(deltas.items()) if n]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    table = cast(Table, BlockKeyCount.__table__)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    for chunk in _chunks(rows, 2000):
+        stmt = dialect_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key", "entity"], set_={"n": table.c.n + stmt.excluded.n}
+        )
+        await session.execute(stmt, list(chunk))
+
+
+async def set_postings(
+    session: AsyncSession, entity: str, cap: int, golden_id: str, keys: Iterable[str]
+) -> None:
+    """Make the golden id's postings exactly `keys` (raw keys), keeping the counts right.
+
+    A hot key stays hot: its count is not lowered, because its postings stopped being written
+    when it went past the cap and could not be trusted again.
+    """
+    wanted = {store_key(k) for k in keys}
+    current = set(
+        (
+            await session.execute(
+                select(BlockKey.key).where(
+                    BlockKey.entity == entity, BlockKey.golden_id == golden_id
+                )
+            )
+        ).scalars()
+    )
+    removed = sorted(current - wanted)
+    added = sorted(wanted - current)
+    counts: dict[str, int] = {}
+    for chunk in _chunks(removed + added):
+        rows = await session.execute(
+            select(BlockKeyCount.key, BlockKeyCount.n).where(
+                BlockKeyCount.entity == entity, BlockKeyCount.key.in_(chunk)
+            )
+        )
+        counts.update({k: int(n) for k, n in rows})
+    deltas: dict[str, int] = {}
+    for chunk in _chunks(removed):
+        await session.execute(
+            delete(BlockKey).where(
+                BlockKey.entity == entity,
+                BlockKey.golden_id == golden_id,
+                BlockKey.key.in_(chunk),
+            )
+        )
+    for k in removed:
+        if counts.get(k, 0) <= cap:
+            deltas[k] = -1
+    fresh = [k for k in added if counts.get(k, 0) <= cap]
+    rows_to_add = [{"entity": entity, "key": k, "golden_id": golden_id} for k in fresh]
+    for chunk in _chunks(rows_to_add, 2000):
+        await insert_ignoring_conflicts(session, BlockKey.__table__, list(chunk))
+    for k in fresh:
+        deltas[k] = deltas.get(k, 0) + 1
+    await add_counts(session, entity, deltas)
+
+
+# --------------------------------------------------------------------------- members, sources
+
+
+async def fetch_members(
+    session: AsyncSession, entity: str, golden_ids: Iterable[str]
+) -> dict[str, list[Pair]]:
+    """Members of each golden id, in the order they joined."""
+    out: dict[str, list[Pair]] = {}
+    for chunk in _chunks(sorted(set(golden_ids))):
+        rows = await session.execute(
+            select(GoldenMember.golden_id, GoldenMember.source_system, GoldenMember.source_id)
+            .where(GoldenMember.entity == entity, GoldenMember.golden_id.in_(chunk))
+            .order_by(GoldenMember.linked_at, GoldenMember.id)
+        )
+        for gid, system, sid in rows:
+            out.setdefault(gid, []).append((system, sid))
+    return out
+
+
+async def fetch_sources(
+    session: AsyncSession, entity: str, pairs: Iterable[Pair]
+) -> dict[Pair, MemberRecord]:
+    """The latest accepted version of each source record (records flow's source_records)."""
+    out: dict[Pair, MemberRecord] = {}
+    for chunk in _chunks(list(dict.fromkeys(pairs))):
+        rows = await session.execute(
+            select(
+                SourceRecord.source_system,
+                SourceRecord.source_id,
+                SourceRecord.payload,
+                SourceRecord.source_ts,
+                SourceRecord.updated_at,
+                SourceRecord.last_message_id,
+                SourceRecord.op,
+            ).where(
+                SourceRecord.entity == entity,
+                tuple_(SourceRecord.source_system, SourceRecord.source_id).in_(chunk),
+            )
+        )
+        for system, sid, payload, ts, updated, mid, op in rows:
+            out[(system, sid)] = MemberRecord(
+                system, sid, payload or {}, ts or updated, mid, deleted=op == Op.delete.value
+            )
+    return out
+
+
+def search_text(golden_id: str, members: Sequence[MemberRecord]) -> str:
+    """Folded names, codes and identifier values of every member, for substring search."""
+    parts: dict[str, None] = {fold(golden_id): None}
+    for m in members:
+        parts[fold(f"{m.source_system}:{m.source_id}")] = None
+        for key in ("name", "code"):
+            value = m.payload.get(key)
+            if isinstance(value, str) and value.strip():
+                parts[fold(value)] = None
+        for ident in m.payload.get("identifiers") or ():
+            if isinstance(ident, Mapping) and isinstance(ident.get("value"), str):
+                parts[fold(ident["value"])] = None
+    return "\n".join(parts)[:SEARCH_TEXT_MAX]
+
+
+def golden_body(
+    golden_id: str, survived: Survived, members: Sequence[Pair], **extra: Any
+) -> dict[str, Any]:
+    """Body of a golden.<entity> event: the golden record plus id, members and winners."""
+    return {
+        **survived.record,
+        "golden_id": golden_id,
+        "members": [{"source_system": s, "source_id": i} for s, i in members],
+        "winners": survived.winners,
+        **extra,
+    }
+
+
+def golden_envelope(
+    entity: str,
+    golden_id: str,
+    version: int,
+    op: Op,
+    body: dict[str, Any],
+    now: datetime,
+    cause: Envelope | None = None,
+) -> Envelope:
+    """A golden-record event. Caused by a source change, it carries the cause's correlation
+    and its trace extended with the origin, so the sync flow does not echo it back there."""
+    if cause is not None:
+        return cause.caused(
+            entity=Entity(entity),
+            op=op,
+            source_system=HUB_SYSTEM,
+            source_id=golden_id,
+            source_version=version,
+            source_ts=now,
+            body=body,
+        )
+    return Envelope(
+        entity=Entity(entity),
+        op=op,
+        source_system=HUB_SYSTEM,
+        source_id=golden_id,
+        source_version=version,
+        source_ts=now,
+        body=body,
+    )
+
+
+def golden_values(
+    golden_id: str,
+    profile: Profile,
+    survived: Survived,
+    members: Sequence[Pair],
+    sources: Mapping[Pair, MemberRecord],
+) -> dict[str, Any]:
+    """Column values of a golden row derived from its state (not version, not timestamps)."""
+    name = survived.record.get("name")
+    live = [sources[p] for p in members if p in sources]
+    return {
+        "profile": profile.to_dict(),
+        "record": survived.record,
+        "winners": survived.winners,
+        "name": name[:256] if isinstance(name, str) else None,
+        "search_text": search_text(golden_id, live),
+        "member_count": len(members),
+        "status": ACTIVE,
+        "merged_into": None,
+    }
+
+
+async def update_golden(
+    session: AsyncSession, golden_id: str, expected_version: int, values: Mapping[str, Any]
+) -> None:
+    """UPDATE ... WHERE version = expected; anything else means someone else wrote first."""
+    result = await session.execute(
+        update(GoldenRecord)
+        .where(GoldenRecord.golden_id == golden_id, GoldenRecord.version == expected_version)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 1) != 1:
+        raise TransientError(
+            f"golden record {golden_id} changed concurrently (expected version "
+            f"{expected_version}); the batch will be redone"
+        )
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+class StewardError(Exception):
+    """An operator action that cannot be done as asked; `status` is the HTTP status to use."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_SPLIT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record:split")
+
+
+@dataclass
+class Outcome:
+    """What an operator action did: golden ids touched, events to publish through the outbox."""
+
+    golden_ids: list[str] = field(default_factory=list)
+    events: list[tuple[str, Envelope]] = field(default_factory=list)  # (topic, envelope)
+
+
+class Steward:
+    """Merge, unmerge and review decisions, in the caller's transaction.
+
+    Each action locks the golden rows it changes (FOR UPDATE on PostgreSQL; SQLite writers are
+    serialized anyway), moves members, rebuilds the affected golden records from their members'
+    latest source records (profile, postings, survivorship), bumps their versions (so a flow
+    batch that read them before is redone), writes identity events and returns the
+    golden.<entity> events for the outbox. Every action can be undone by another: unmerge undoes
+    a merge, merge undoes an unmerge, and a merge back restores the first golden id.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        entity: str,
+        *,
+        cap: int,
+        default_country: str = "86",
+        limit: int = 12,
+        rules: SurvivorshipConfig | None = None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        self.s = session
+        self.entity = entity
+        self.cap = cap
+        self.default_country = default_country
+        self.limit = limit
+        self.rules = rules or SurvivorshipConfig()
+        self.actor = actor
+        self.now = now
+
+    async def _lock(self, golden_ids: Iterable[str]) -> dict[str, GoldenRecord]:
+        ids = sorted(set(golden_ids))
+        rows = (
+            await self.s.execute(
+                select(GoldenRecord)
+                .where(GoldenRecord.golden_id.in_(ids))
+                .order_by(GoldenRecord.golden_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+        found = {r.golden_id: r for r in rows}
+        for gid in ids:
+            row = found.get(gid)
+            if row is None or row.entity != self.entity:
+                raise StewardError(404, f"no {self.entity} golden record {gid}")
+        return found
+
+    async def _rebuild(self, row: GoldenRecord) -> tuple[Survived, list[Pair]]:
+        members = (await fetch_members(self.s, self.entity, [row.golden_id])).get(row.golden_id, [])
+        sources = await fetch_sources(self.s, self.entity, members)
+        profile: Profile | None = None
+        keys: set[str] = set()
+        for pair in members:
+            src = sources.get(pair)
+            if src is None:
+                continue
+            p = build_profile(self.entity, src.payload, self.default_country)
+            if p.usable():
+                keys |= blocking_keys(p)
+            profile = p if profile is None else merge_profiles(profile, p, self.limit)
+        profile = profile or Profile(self.entity)
+        await set_postings(self.s, self.entity, self.cap, row.golden_id, keys)
+        survived = survive(self.entity, [sources[p] for p in members if p in sources], self.rules)
+        for name, value in golden_values(
+            row.golden_id, profile, survived, members, sources
+        ).items():
+            setattr(row, name, value)
+        row.version += 1
+        row.updated_at = self.now
+        return survived, members
+
+    async def _retire(self, row: GoldenRecord, into: str) -> None:
+        await set_postings(self.s, self.entity, self.cap, row.golden_id, ())
+        row.status = RETIRED
+        row.merged_into = into
+        row.member_count = 0
+        row.version += 1
+        row.updated_at = self.now
+
+    def _event(
+        self,
+        kind: str,
+        golden_id: str,
+        other: str | None,
+        evidence: dict[str, Any],
+        pair: Pair | None = None,
+    ) -> None:
+        self.s.add(
+            IdentityEvent(
+                entity=self.entity,
+                kind=kind,
+                golden_id=golden_id,
+                other_golden_id=other,
+                source_system=pair[0] if pair else None,
+                source_id=pair[1] if pair else None,
+                evidence=evidence,
+                message_id=None,
+                actor=self.actor,
+                at=self.now,
+            )
+        )
+
+    def _emit(self, out: Outcome, op: Op, row: GoldenRecord, body: dict[str, Any]) -> None:
+        env = golden_envelope(self.entity, row.golden_id, row.version, op, body, self.now)
+        out.events.append((topics.golden(self.entity), env))
+        out.golden_ids.append(row.golden_id)
+
+    async def _move(self, pairs: Sequence[Pair], to: str, action: str) -> None:
+        for chunk in _chunks(list(pairs)):
+            await self.s.execute(
+                update(GoldenMember)
+                .where(
+                    GoldenMember.entity == self.entity,
+                    or_(
+                        *(
+                            and_(GoldenMember.source_id == sid, GoldenMember.source_system == sys)
+                            for sys, sid in chunk
+                        )
+                    ),
+                )
+                .values(golden_id=to, action=action, linked_at=self.now)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def resolve_active(self, golden_id: str) -> str:
+        """Follow merged_into from a retired golden id to the active one that absorbed it."""
+        seen: set[str] = set()
+        gid = golden_id
+        while gid not in seen:
+            seen.add(gid)
+            row = await self.s.get(GoldenRecord, gid)
+            if row is None or row.entity != self.entity:
+                raise StewardError(404, f"no {self.entity} golden record {golden_id}")
+            if row.status == ACTIVE or row.merged_into is None:
+                return gid
+            gid = row.merged_into
+        raise StewardError(409, f"golden record {golden_id} is merged in a cycle")
+
+    async def merge(
+        self, golden_ids: Sequence[str], into: str | None = None, reason: str | None = None
+    ) -> Outcome:
+        ids = list(dict.fromkeys(golden_ids))
+        if len(ids) < 2:
+            raise StewardError(400, "merge needs at least two distinct golden ids")
+        if into is not None and into not in ids:
+            raise StewardError(400, f"into {into} must be one of the golden ids merged")
+        rows = await self._lock(ids)
+        for gid in ids:
+            if rows[gid].status != ACTIVE:
+                raise StewardError(
+                    409, f"golden record {gid} is {rows[gid].status}; merge active records only"
+                )
+        # the oldest keeps its id: systems have stored it longest
+        survivor_id = into or min(ids, key=lambda g: (rows[g].created_at, g))
+        survivor = rows[survivor_id]
+        others = [rows[g] for g in ids if g != survivor_id]
+        moved: dict[str, list[Pair]] = await fetch_members(
+            self.s, self.entity, [o.golden_id for o in others]
+        )
+        for other in others:
+            await self._move(moved.get(other.golden_id, []), survivor_id, "manual_merge")
+        out = Outcome()
+        for other in others:
+            await self._retire(other, survivor_id)
+            evidence = {
+                "reason": reason,
+                "members": [list(p) for p in moved.get(other.golden_id, [])],
+            }
+            self._event("merge", survivor_id, other.golden_id, evidence)
+        survived, members = await self._rebuild(survivor)
+        merged_from = [o.golden_id for o in others]
+        self._emit(
+            out,
+            Op.merge,
+            survivor,
+            golden_body(survivor_id, survived, members, merged_from=merged_from),
+        )
+        for other in others:
+            body = {"golden_id": other.golden_id, "merged_into": survivor_id, "members": []}
+            self._emit(out, Op.merge, other, body)
+        await self._close_reviews(survivor_id, merged_from)
+        return out
+
+    async def _close_reviews(self, survivor: str, merged: Sequence[str]) -> None:
+        """Open review items between records now in one golden record are settled."""
+        group = [survivor, *merged]
+        await self.s.execute(
+            update(ReviewItem)
+            .where(
+                ReviewItem.entity == self.entity,
+                ReviewItem.status == OPEN,
+                ReviewItem.golden_id.in_(group),
+                ReviewItem.candidate_id.in_(group),
+            )
+            .values(status=ACCEPTED, decided_by=self.actor, decided_at=self.now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def unmerge(self, golden_id: str, pair: Pair, reason: str | None = None) -> Outcome:
+        rows = await self._lock([golden_id])
+        row = rows[golden_id]
+        if row.status != ACTIVE:
+            raise StewardError(409, f"golden record {golden_id} is {row.status}")
+        members = (await fetch_members(self.s, self.entity, [golden_id])).get(golden_id, [])
+        if pair not in members:
+            raise StewardError(404, f"{pair[0]}/{pair[1]} is not a member of {golden_id}")
+        if len(members) < 2:
+            raise StewardError(409, f"{golden_id} has a single member: nothing to split off")
+        target = await self._split_target(golden_id, pair, row.version)
+        target_row = await self.s.get(GoldenRecord, target, with_for_update=True)
+        if target_row is None:
+            target_row = GoldenRecord(
+                golden_id=target,
+                entity=self.entity,
+                profile={},
+                record={},
+                winners={},
+                status=ACTIVE,
+                search_text="",
+                member_count=0,
+                version=0,
+                created_at=self.now,
+                updated_at=self.now,
+            )
+            self.s.add(target_row)
+        target_row.status = ACTIVE
+        target_row.merged_into = None
+        await self._move([pair], target, "unmerge")
+        await self.s.flush()
+        out = Outcome()
+        survived, kept = await self._rebuild(row)
+        split, split_members = await self._rebuild(target_row)
+        self._event("unmerge", golden_id, target, {"reason": reason}, pair)
+        self._emit(out, Op.unmerge, row, golden_body(golden_id, survived, kept))
+        self._emit(
+            out,
+            Op.unmerge,
+            target_row,
+            golden_body(target, split, split_members, split_from=golden_id),
+        )
+        return out
+
+    async def _split_target(self, golden_id: str, pair: Pair, version: int) -> str:
+        """The golden id a split-off record gets: its own (first-member) id when that is free
+        or retired, so that unmerge after merge restores the original ids; otherwise a new
+        deterministic one."""
+        own = golden_id_for(self.entity, pair[0], pair[1])
+        if own != golden_id:
+            existing = await self.s.get(GoldenRecord, own)
+            if existing is None or existing.status == RETIRED:
+                return own
+        name = f"{self.entity}/{pair[0]}/{pair[1]}/split/{golden_id}/{version}"
+        return "G-" + str(uuid.uuid5(_SPLIT_NAMESPACE, name))
+
+    async def decide_review(
+        self, review_id: int, accept: bool, reason: str | None = None
+    ) -> tuple[ReviewItem, Outcome]:
+        item = await self.s.get(ReviewItem, review_id, with_for_update=True)
+        if item is None or item.entity != self.entity:
+            raise StewardError(404, f"no review item {review_id}")
+        if item.status != OPEN:
+            raise StewardError(409, f"review item {review_id} is already {item.status}")
+        item.decided_by = self.actor
+        item.decided_at = self.now
+        pair = (item.source_system, item.source_id)
+        out = Outcome()
+        if not accept:
+            item.status = REJECTED
+            self._event(
+                "review",
+                item.golden_id,
+                item.candidate_id,
+                {"review_id": review_id, "decision": "rejected", "reason": reason},
+                pair,
+            )
+            return item, out
+        item.status = ACCEPTED
+        current = await self.s.scalar(
+            select(GoldenMember.golden_id).where(
+                GoldenMember.entity == self.entity,
+                GoldenMember.source_system == pair[0],
+                GoldenMember.source_id == pair[1],
+            )
+        )
+        if current is None:
+            raise StewardError(409, f"{pair[0]}/{pair[1]} is not linked to a golden record")
+        target = await self.resolve_active(item.candidate_id)
+        evidence = {
+            "review_id": review_id,
+            "decision": "accepted",
+            "score": item.score,
+            "reason": reason,
+        }
+        if current == target:
+            self._event("review", target, current, evidence, pair)
+            return item, out
+        members = (await fetch_members(self.s, self.entity, [current])).get(current, [])
+        if members == [pair]:
+            # the record is its golden record's only member: merge that golden record
+            merged = await self.merge([target, current], into=target, reason="review accepted")
+            self._event("review", target, current, evidence, pair)
+            return item, merged
+        rows = await self._lock([current, target])
+        await self._move([pair], target, "review_accept")
+        await self.s.flush()
+        survived, kept = await self._rebuild(rows[target])
+        left, left_members = await self._rebuild(rows[current])
+        self._event("merge", target, current, evidence, pair)
+        self._emit(out, Op.merge, rows[target], golden_body(target, survived, kept))
+        self._emit(out, Op.unmerge, rows[current], golden_body(current, left, left_members))
+        return item, out
+
+
+async def count_active(session: AsyncSession, entity: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(GoldenRecord)
+            .where(GoldenRecord.entity == entity, GoldenRecord.status == ACTIVE)
+        )
+        or 0
+    )
+
+
+async def insert_rows(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    for chunk in _chunks(rows, 1000):
+        await session.execute(insert(model), list(chunk))
