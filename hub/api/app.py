@@ -71,26 +71,45 @@ def create_app(hub: Hub) -> FastAPI:
     @app.get("/topics", tags=["monitoring"], dependencies=viewer)
     async def list_topics() -> list[dict[str, Any]]:
         """Every topic and partition with its true end offset (correct on the embedded broker
-        too) and, per flow consuming it, the committed position and the lag."""
-        from hub.broker.kafka import topic_end_offsets
+        too) and, for each flow consuming it, the offset its consumer group committed (all
+        workers together) and the lag."""
+        from hub.broker.kafka import committed_offsets, topic_end_offsets
 
         parts = await topic_end_offsets(hub.settings, hub.bootstrap)
-        positions = {
-            (t, p): (r.name, o) for r in hub.runners for (t, p), o in r.metrics.positions.items()
+        groups = {f"{hub.settings.group_prefix}.{r.name}": r for r in hub.runners}
+        from aiokafka import TopicPartition
+
+        wanted = {
+            gid: [
+                TopicPartition(p.topic, p.partition)
+                for p in parts
+                if p.topic in r.processor.spec.topics
+            ]
+            for gid, r in groups.items()
         }
-        out = []
+        committed = await committed_offsets(hub.settings, hub.bootstrap, wanted)
+        consumers: dict[str, list[tuple[str | None, str | None]]] = {}
+        for gid, r in groups.items():
+            for t in r.processor.spec.topics:
+                consumers.setdefault(t, []).append((r.name, gid))
+        out: list[dict[str, Any]] = []
         for p in parts:
-            flow, pos = positions.get((p.topic, p.partition), (None, None))
-            out.append(
-                {
-                    "topic": p.topic,
-                    "partition": p.partition,
-                    "end_offset": p.end_offset,
-                    "flow": flow,
-                    "position": pos,
-                    "lag": (p.end_offset - pos) if pos is not None else None,
-                }
-            )
+            for flow, group in consumers.get(p.topic, [(None, None)]):
+                pos = committed.get(group, {}).get((p.topic, p.partition)) if group else None
+                lag = None
+                if flow is not None:
+                    lag = p.end_offset - (pos or 0)
+                    metrics.CONSUMER_LAG.labels(flow, p.topic, str(p.partition)).set(lag)
+                out.append(
+                    {
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "end_offset": p.end_offset,
+                        "flow": flow,
+                        "position": pos,
+                        "lag": lag,
+                    }
+                )
         return out
 
     @app.get("/flows", tags=["monitoring"], dependencies=viewer)

@@ -193,3 +193,28 @@ async def end_offsets(
                 result[tp] = max(result[tp], hw)
                 pending.discard(tp)
     return result
+
+
+async def committed_offsets(
+    settings: Settings, bootstrap: str, groups: dict[str, list[TopicPartition]]
+) -> dict[str, dict[tuple[str, int], int]]:
+    """Committed offsets per consumer group: what all workers of the group have finished, not
+    only this process. Read with a member that never subscribes (so it never joins the group
+    and never triggers a rebalance): the admin OffsetFetch of the embedded broker can't be
+    decoded by aiokafka, the consumer's can, and it is the same request on Apache Kafka."""
+    out: dict[str, dict[tuple[str, int], int]] = {}
+    for gid, tps in groups.items():
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(settings, bootstrap), group_id=gid, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            found: dict[tuple[str, int], int] = {}
+            for tp in tps:
+                off = await consumer.committed(tp)
+                if off is not None and off >= 0:
+                    found[(tp.topic, tp.partition)] = off
+            out[gid] = found
+        finally:
+            await consumer.stop()
+    return out

@@ -116,7 +116,11 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
         assert prom_value(prom, "records", "duplicate") - dups_before == 3
         parts = [t for t in (await c.get("/topics")).json() if t["topic"] == "canonical.customer"]
         assert sum(t["end_offset"] for t in parts) == 6, "3 accepted + 3 repeated by the retry"
-        assert all(t["lag"] == 0 for t in parts if t["position"] is not None)
+        records = [t for t in parts if t["flow"] == "records"]
+        assert records and all(t["lag"] == 0 for t in records), records
+        assert 'eai_consumer_lag{flow="records",partition="0",topic="canonical.customer"} 0.0' in (
+            await c.get("/metrics")
+        ).text
 
 
 def _counter(flow: str, outcome: str) -> float:
