@@ -288,6 +288,9 @@ class FlowDryRun:
 
     async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
         from contracts.registry import validate_body
+
+        # The records flow's own key: a decision is versioned apart from its request.
+        from flows.records.flow import record_kind
         from flows.records.staleness import Verdict, Version, compare
 
         decoded = []
@@ -300,7 +303,7 @@ class FlowDryRun:
                 continue
             decoded.append((env, body))
         ids = [str(env.message_id) for env, _ in decoded]
-        keys = {(e.entity.value, e.source_system, e.source_id) for e, _ in decoded}
+        keys = {(record_kind(e), e.source_system, e.source_id) for e, _ in decoded}
         keys -= set(self.state)
         async with self.sessions() as s:
             in_ledger = await already_processed(s, self.spec.name, ids)
@@ -320,7 +323,7 @@ class FlowDryRun:
                 self.would_apply += 1
                 continue
             payload = body.model_dump(mode="json") if body is not None else dict(env.body)
-            key = (entity, env.source_system, env.source_id)
+            key = (record_kind(env), env.source_system, env.source_id)
             version = Version(env.source_version, env.source_ts or env.occurred_at)
             mine = _Seen(version, env.op.value, _digest(payload))
             cur = self.state.get(key)

@@ -140,3 +140,32 @@ async def test_an_approval_decision_does_not_make_its_request_stale(sessions: An
             (await s.execute(select(RecordEvent.entity, RecordEvent.outcome))).tuples().all()
         )
     assert outcomes == {"approval.decision": "applied", "approval": "applied"}
+
+
+async def test_a_replay_dry_run_keys_decisions_like_the_records_flow(sessions: Any) -> None:
+    from datetime import UTC, datetime
+
+    from contracts.envelope import Entity, Op
+    from flows.records.flow import spec
+    from hub.replay import FlowDryRun
+
+    common = {"entity": Entity.approval, "source_system": "erp", "source_id": "PR-2"}
+    decision = Envelope(
+        **common,
+        op=Op.decide,
+        source_version=2,
+        body={"approval_id": "PR-2", "decision": "approved", "decided_by": "王总",
+              "decided_at": datetime(2026, 11, 24, 9, tzinfo=UTC).isoformat()},
+    )  # fmt: skip
+    request = Envelope(
+        **common,
+        op=Op.request,
+        source_version=1,
+        body={"approval_id": "PR-2", "type": "purchase_requisition", "title": "请购 轴承",
+              "amount": "6000", "requester": "李工", "approver": "王总",
+              "submitted_at": datetime(2026, 11, 23, 9, tzinfo=UTC).isoformat()},
+    )  # fmt: skip
+    dry = FlowDryRun(sessions, spec(), force=False)
+    await dry.deliver([rec(decision, 0), rec(request, 1)])
+    counts = dry.per_entity["approval"]
+    assert (counts["would_create"], counts["stale"]) == (2, 0), counts
