@@ -53,11 +53,15 @@ def run(
 
 
 async def _run(settings: Settings) -> None:
+    from flows.sync.config import SyncConfigError
     from hub.broker.kafka import BrokerUnreachable
     from hub.runtime import Hub
     from hub.store.db import StoreUnavailable
 
-    hub = Hub(settings)
+    try:
+        hub = Hub(settings)
+    except SyncConfigError as exc:
+        _fail(str(exc))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, hub.request_stop)

@@ -25,19 +25,35 @@ from hub.store import db
 log = logging.getLogger(__name__)
 
 
-def default_flows() -> list[FlowSpec]:
+def default_flows(settings: Settings | None = None) -> list[FlowSpec]:
     from flows.identity import flow as identity
     from flows.records import flow as records
     from flows.urge import flow as urges
     from hub.ingest import native_flow
 
-    return [records.spec(), native_flow.spec(), urges.spec(), identity.spec()]
+    specs = [records.spec(), native_flow.spec(), urges.spec(), identity.spec()]
+    if settings is not None and settings.sync_enabled:
+        specs += sync_flows(load_sync_config(settings))
+    return specs
+
+
+def load_sync_config(settings: Settings) -> Any:
+    from flows.sync.config import load_config
+
+    return load_config(settings.sync_config or None)
+
+
+def sync_flows(config: Any) -> list[FlowSpec]:
+    from flows.sync import master_flow, order_flow
+
+    return [master_flow.spec(config), order_flow.spec(config)]
 
 
 @dataclass
 class Hub:
     settings: Settings
-    flows: list[FlowSpec] = field(default_factory=default_flows)
+    # None: default_flows(settings), the sync flows included when enabled
+    flows: list[FlowSpec] = field(default_factory=list)
     run_flows: bool = True
     serve_api: bool = True
     embedded: EmbeddedBroker | None = None
@@ -54,8 +70,13 @@ class Hub:
     run_urge_scheduler: bool = True
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
+    unparker: Any = None  # hub.sync_unparker.Unparker when the order flow runs
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if not self.flows:
+            self.flows = default_flows(self.settings)
 
     async def start(self) -> None:
         s = self.settings
@@ -91,6 +112,7 @@ class Hub:
             self._tasks.extend(self.delivery.start(self.sessions))
             self._start_pollers()
             self._start_urge_scheduler()
+            self._start_unparker()
         if self.serve_api:
             from hub.api.admin import bootstrap_admin, start_replay_runner
 
@@ -113,6 +135,18 @@ class Hub:
             self.sessions, policy, calendar, on_committed=self.relay.wake
         )
         self._tasks.append(asyncio.create_task(self.urge_scheduler.run(), name="urge-scheduler"))
+
+    def _start_unparker(self) -> None:
+        from flows.sync.routing import NAME as ORDERS
+        from hub.sync_unparker import Unparker
+
+        if not any(f.name == ORDERS for f in self.flows):
+            return
+        assert self.sessions is not None and self.relay is not None
+        self.unparker = Unparker(
+            self.sessions, load_sync_config(self.settings), on_committed=self.relay.wake
+        )
+        self._tasks.append(asyncio.create_task(self.unparker.run(), name="unparker"))
 
     def _start_pollers(self) -> None:
         from hub.ingest.poller import Poller, parse_sources
@@ -214,6 +248,8 @@ class Hub:
             p.stop()
         if self.urge_scheduler is not None:
             self.urge_scheduler.stop()
+        if self.unparker is not None:
+            self.unparker.stop()
         if self.relay:
             self.relay.stop()
         if self.replayer is not None:

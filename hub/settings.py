@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     )
     poll_interval_s: float = Field(2.0, gt=0, description="pause between polls with no backlog")
 
+    # Synchronization flows (flows/sync, docs/sync.md).
+    sync_enabled: bool = Field(
+        True, description="run the sync flows (golden records, orders, BOMs, inventory)"
+    )
+    sync_config: str = Field(
+        "", description="sync configuration YAML; empty: the packaged default_sync.yaml"
+    )
+
     # Delivery to target systems (hub/delivery, docs/delivery.md).
     delivery_targets: str = Field(
         "",

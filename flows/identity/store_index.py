@@ -44,6 +44,7 @@ from flows.identity.resolver import golden_id_for
 from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
 from hub.core.errors import TransientError
 from hub.store.db import insert_ignoring_conflicts
+from hub.store.delivery_models import Xref
 from hub.store.identity_models import (
     ACCEPTED,
     ACTIVE,
@@ -130,6 +131,7 @@ class BatchIndex:
                 if (system, sid) in wanted_pairs:
                     self.xref[(system, sid)] = gid
         self.known = frozenset(self.xref)
+        await self._adopt_delivered(session, wanted_pairs - self.known)
 
         raw_keys = sorted(set(keys))
         by_store = {store_key(k): k for k in raw_keys}
@@ -212,6 +214,23 @@ class BatchIndex:
         return [gid for _, gid in ranked[:limit]]
 
     # ClusterStore ---------------------------------------------------------------------------
+
+    async def _adopt_delivered(self, session: AsyncSession, pairs: set[Pair]) -> None:
+        """A record the hub itself created in a system (the sync flow sent it a golden record,
+        the cross-reference holds the id the system gave) belongs to that golden record when
+        the system publishes it back: it links there, not by matching, so it can never become
+        a second golden record or land in review."""
+        for chunk in _chunks(sorted(pairs)):
+            found = await session.execute(
+                select(Xref.system, Xref.local_id, Xref.key).where(
+                    Xref.entity == self.entity,
+                    tuple_(Xref.system, Xref.local_id).in_(chunk),
+                )
+            )
+            for system, local_id, key in found:
+                if key.startswith("G-") and "~" not in key:
+                    self.xref[(system, local_id)] = key
+                    self.links[(system, local_id)] = key
 
     def get(self, golden_id: str) -> Profile | None:
         return self.profiles.get(golden_id)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,3 +124,17 @@ def _upsert(session: AsyncSession) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(Xref)
+
+
+async def systems_of(session: AsyncSession, entity: str, key: str) -> dict[str, str]:
+    """{system: local id} of every system that knows ``key``."""
+    rows = await session.execute(
+        select(Xref.system, Xref.local_id).where(Xref.entity == entity, Xref.key == key)
+    )
+    return {system: lid for system, lid in rows.tuples()}
+
+
+async def forget(session: AsyncSession, entity: str, key: str, system: str) -> None:
+    await session.execute(
+        delete(Xref).where(Xref.entity == entity, Xref.key == key, Xref.system == system)
+    )

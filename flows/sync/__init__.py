@@ -1,0 +1,1 @@
+"""Synchronization flows: golden records, orders, BOMs and inventory across the systems."""

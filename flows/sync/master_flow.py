@@ -1,0 +1,193 @@
+"""The master-data sync flow: ``golden.customer`` / ``golden.material`` -> ``outbound.<system>``.
+
+Per golden event, in the batch's store transaction:
+
+1. learns cross-references from the members: a member ``crm/KH000001`` of ``G-1`` means CRM
+   knows ``G-1`` as ``KH000001`` (the first member a system has wins; a later one from the same
+   system is a re-entered duplicate there and is quarantined in that system);
+2. plans the body with ``master.plan`` (field ownership, quarantine of deleted and merged-away
+   records) against what was sent before (``sync_state``);
+3. emits the body to ``outbound.<system>`` of every subscriber except the origin, keyed by the
+   golden id; the delivery runtime turns that into a create or an update by the
+   cross-reference and records the id a system gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from contracts import topics
+from contracts.envelope import Envelope, Op
+from flows.sync import master
+from flows.sync.config import MasterSync, SyncConfig
+from hub.core.processor import FlowContext, FlowSpec, Item
+from hub.delivery import xref
+from hub.store.models import RecordEvent
+from hub.store.sync_models import SyncState
+
+NAME = "sync.master"
+DUPLICATE_MARK = "~dup~"
+
+
+def duplicate_key(golden_id: str, system: str, local_id: str) -> str:
+    """The key a re-entered duplicate travels under to be quarantined in its own system."""
+    return f"{golden_id}{DUPLICATE_MARK}{system}:{local_id}"
+
+
+def _members(body: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for m in body.get("members") or []:
+        if isinstance(m, dict) and m.get("source_system") and m.get("source_id"):
+            out.append((str(m["source_system"]), str(m["source_id"])))
+    return out
+
+
+def _xref_row(entity: str, key: str, system: str, local_id: str) -> dict[str, Any]:
+    return {
+        "entity": entity,
+        "key": key,
+        "system": system,
+        "local_id": local_id,
+        "updated_at": datetime.now(UTC),
+    }
+
+
+def _fresh(env: Envelope, entity: str, key: str, body: dict[str, Any]) -> Envelope:
+    """A hub-made change (quarantine): no trace, so it may go to any system, even the one the
+    cause came from (the record it freezes there is not the cause's)."""
+    return Envelope(
+        entity=env.entity,
+        op=Op.upsert,
+        source_system=master.HUB,
+        source_id=key,
+        source_ts=env.source_ts,
+        correlation_id=env.correlation_id or env.message_id,
+        body=body,
+    )
+
+
+class MasterSyncFlow:
+    def __init__(self, config: SyncConfig) -> None:
+        self.config = config
+
+    async def handle(self, ctx: FlowContext, items: list[Item]) -> None:
+        now = datetime.now(UTC)
+        for item in items:
+            entity = item.env.entity.value
+            conf = self.config.master.get(entity)  # type: ignore[call-overload]
+            if conf is not None and conf.subscribers:
+                await self._one(ctx, item.env, entity, conf, now)
+
+    async def _one(
+        self, ctx: FlowContext, env: Envelope, entity: str, conf: MasterSync, now: datetime
+    ) -> None:
+        s = ctx.session
+        gid = str(env.body.get("golden_id") or env.source_id)
+        origin = master.origin_of(env.trace, env.source_system)
+        await self._learn(ctx, env, entity, gid, conf)
+        state = await s.scalar(
+            select(SyncState).where(SyncState.entity == entity, SyncState.key == gid)
+        )
+        last = state.body if state is not None else None
+        p = master.plan(entity, env.body, origin, last, state.quarantined if state else False, conf)
+        if p.rejected:
+            s.add(
+                RecordEvent(
+                    message_id=str(env.message_id),
+                    entity=entity,
+                    source_system=master.HUB,
+                    source_id=gid,
+                    outcome="field_rejected",
+                    detail="; ".join(p.rejected.values())[:4000],
+                    source_version=env.source_version,
+                    source_ts=env.source_ts,
+                    at=now,
+                )
+            )
+        if p.body is None:
+            return
+        if p.quarantined:
+            holders = await xref.systems_of(s, entity, gid)
+            sent = set(state.targets if state else ())
+            targets = sorted((sent | set(holders)) & set(conf.subscribers))
+            if "deleted in" in p.reason:
+                targets = [t for t in targets if t != origin]  # gone there already
+            out = _fresh(env, entity, gid, p.body)
+        else:
+            targets = [t for t in conf.subscribers if t != origin]
+            out = env.caused(op=Op.upsert, body=p.body)
+        for target in targets:
+            ctx.emit(topics.outbound(target), out, key=gid)
+        if state is None:
+            s.add(
+                SyncState(
+                    entity=entity,
+                    key=gid,
+                    body=p.body,
+                    quarantined=p.quarantined,
+                    targets=sorted(targets),
+                    version=1,
+                    updated_at=now,
+                )
+            )
+        else:
+            state.body = p.body
+            state.quarantined = p.quarantined
+            state.targets = sorted(set(state.targets) | set(targets))
+            state.version += 1
+            state.updated_at = now
+        await s.flush()
+
+    async def _learn(
+        self, ctx: FlowContext, env: Envelope, entity: str, gid: str, conf: MasterSync
+    ) -> None:
+        """Cross-references from the members; duplicates within one system quarantined."""
+        members = _members(env.body)
+        if not members:
+            return
+        s = ctx.session
+        known = await xref.systems_of(s, entity, gid)
+        held = await xref.holders(s, [(entity, sys, lid) for sys, lid in members])
+        merged_from = {str(g) for g in env.body.get("merged_from") or []}
+        for system, local in members:
+            owner = held.get((entity, system, local))
+            if owner is not None and owner in merged_from and system not in known:
+                # the merged-away record's copy there becomes the survivor's
+                await xref.forget(s, entity, owner, system)
+                owner = None
+            if owner is not None:
+                continue  # already known: as this golden record, or as a retired one
+            if system not in known:
+                await xref.upsert_many(s, [_xref_row(entity, gid, system, local)])
+                known[system] = local
+                continue
+            if system not in conf.subscribers or conf.deletes == "ignore":
+                continue
+            # A second record of this golden record in one system: a clerk typed it again.
+            dup = duplicate_key(gid, system, local)
+            await xref.upsert_many(s, [_xref_row(entity, dup, system, local)])
+            body = master.record_of(env.body)
+            if not body:
+                continue
+            reason = f"duplicate of {known[system]} (golden record {gid})"
+            ctx.emit(
+                topics.outbound(system),
+                _fresh(env, entity, dup, master.quarantine(entity, body, reason)),
+                key=dup,
+            )
+
+
+def spec(config: SyncConfig) -> FlowSpec:
+    flow = MasterSyncFlow(config)
+    entities: Sequence[str] = [e for e, m in config.master.items() if m.subscribers]
+    return FlowSpec(
+        name=NAME,
+        topics=[topics.golden(e) for e in entities],
+        handle=flow.handle,
+        # golden events carry golden_id/members/winners beside the record's fields
+        validate_body=False,
+    )

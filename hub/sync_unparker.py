@@ -1,0 +1,92 @@
+"""Releases parked messages when what they wait for arrives.
+
+A loop, like the relay: each pass looks at the parked rows page by page (after a change in
+the cross-reference table, or every ``FULL_PASS_S`` regardless) and, in one transaction per
+page, routes what can go now and deletes those rows in the same commit that writes their
+outbox rows. On PostgreSQL the page is locked with SKIP LOCKED, so workers share the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from flows.sync.config import SyncConfig
+from flows.sync.routing import OrderRouter
+from hub.core.outbox import add_rows
+from hub.core.processor import FlowContext
+from hub.store.delivery_models import Xref
+from hub.store.sync_models import Parked
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+FULL_PASS_S = 30.0
+
+
+class Unparker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: SyncConfig,
+        *,
+        on_committed: Any = None,
+    ) -> None:
+        self.sessions = sessions
+        self.router = OrderRouter(config)
+        self.interval_s = config.parking.check_interval_ms / 1000
+        self.on_committed = on_committed
+        self.released = 0
+        self._seen: tuple[Any, ...] | None = None
+        self._full_at = 0.0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.pass_once()
+            except Exception as exc:  # the store is down: try again next time
+                log.warning("unparker: pass failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+
+    async def pass_once(self, force: bool = False) -> int:
+        async with self.sessions() as s:
+            parked = await s.scalar(select(func.count()).select_from(Parked))
+            mark = tuple(
+                await s.execute(select(func.max(Xref.updated_at), func.count()).select_from(Xref))
+            )
+        if not parked:
+            return 0
+        due = time.monotonic() - self._full_at > FULL_PASS_S
+        if not force and not due and mark == self._seen:
+            return 0
+        self._seen = mark
+        self._full_at = time.monotonic()
+        released = 0
+        after = 0
+        while True:
+            async with self.sessions() as s, s.begin():
+                ctx = FlowContext(session=s, flow="sync.unpark")
+                n, last = await self.router.release(ctx, PAGE, datetime.now(UTC), after)
+                await add_rows(s, ctx.outbox)
+            released += n
+            if n and self.on_committed is not None:
+                self.on_committed()
+            if last == after:
+                break
+            after = last
+        self.released += released
+        if released:
+            log.info("unparker: released %d parked message(s)", released)
+        return released

@@ -1,0 +1,246 @@
+"""Sync flows end to end on the embedded broker, a real store and real simulators.
+
+A CRM customer travels canonical -> records -> identity -> golden -> sync -> ERP's API; an
+order for it that arrives first is parked, released when ERP knows the customer, lands in ERP
+with ERP's customer number, is credit-checked, and ERP's status goes back to the CRM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from contracts import topics
+from contracts.envelope import Entity, Envelope, Op
+from hub.delivery import xref
+from hub.runtime import Hub
+from hub.settings import Settings
+from hub.store.identity_models import GoldenRecord
+from hub.store.sync_models import Parked, SyncOrder
+from tests.helpers import produce, read_topic, wait_until
+from tests.integration.test_delivery import Sim, simulator
+
+pytestmark = pytest.mark.integration
+
+WHEN = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+def env(entity: Entity, system: str, sid: str, body: dict[str, Any], version: int = 1) -> Envelope:
+    return Envelope(
+        entity=entity,
+        op=Op.upsert,
+        source_system=system,
+        source_id=sid,
+        source_version=version,
+        source_ts=WHEN.replace(minute=version),
+        body=body,
+    )
+
+
+def customer(name: str, credit: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "organization", "name": name, **extra}
+    if credit is not None:
+        body["credit_limit"] = credit
+    return body
+
+
+def order(no: str, cust: str, material: str, qty: str = "50", price: str = "100") -> dict[str, Any]:
+    return {
+        "order_no": no,
+        "customer_ref": cust,
+        "order_date": date(2026, 11, 24).isoformat(),
+        "lines": [
+            {
+                "line_no": 1,
+                "material_ref": material,
+                "quantity": qty,
+                "uom": "PCS",
+                "unit_price": price,
+            }
+        ],
+    }
+
+
+async def send(broker: str, *envs: Envelope) -> None:
+    for e in envs:
+        await produce(broker, topics.canonical(e.entity), [(e.key.encode(), e.to_bytes())])
+
+
+@contextlib.asynccontextmanager
+async def hub_with(broker: str, store_url: str, sims: list[Sim], **kw: Any) -> AsyncIterator[Hub]:
+    targets = ",".join(f"{s.system}={s.url}" for s in sims)
+    settings = Settings(
+        kafka_bootstrap=broker,
+        database_url=store_url,
+        topic_partitions=3,
+        poll_timeout_ms=100,
+        delivery_targets=targets,
+        delivery_backoff_initial_ms=100,
+        delivery_backoff_max_ms=400,
+        delivery_poll_interval_ms=100,
+        **kw,
+    )
+    hub = Hub(settings, serve_api=False, run_urge_scheduler=False)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+async def topic_items(broker: str, topic: str, n: int = 1) -> list[bytes]:
+    found: list[bytes] = []
+
+    async def arrived() -> bool:
+        found[:] = [m.value for m in await read_topic(broker, topic)]
+        return len(found) >= n
+
+    await wait_until(arrived, 20, f"{n} message(s) on {topic}")
+    return found
+
+
+async def erp_count(erp: Sim, n: int) -> bool:
+    return int((await erp.stats())["created"].get("order", 0)) == n
+
+
+async def records(sim: Sim, path: str) -> list[dict[str, Any]]:
+    r = await sim.client.get(path, params={"limit": 1000})
+    r.raise_for_status()
+    data = r.json()
+    items = data["items"] if isinstance(data, dict) else data
+    return [i.get("record", i) for i in items]
+
+
+async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
+    broker: str, store_url: str, tmp_path: Path
+) -> None:
+    async with (
+        simulator("crm", tmp_path) as crm,
+        simulator("erp", tmp_path) as erp,
+        hub_with(broker, store_url, [crm, erp]) as hub,
+    ):
+        assert hub.sessions is not None
+        # ERP publishes its material; CRM orders quote ERP material numbers.
+        await send(
+            broker,
+            env(
+                Entity.material,
+                "erp",
+                "4000000001",
+                {"code": "4000000001", "name": "控制柜", "uom": "PCS"},
+            ),
+        )
+        # The order comes before its customer: parked, never sent with a wrong key.
+        await send(
+            broker, env(Entity.order, "crm", "SO0001", order("SO0001", "KH000001", "4000000001"))
+        )
+
+        async def parked() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                return bool(list(await s.scalars(select(Parked))))
+
+        await wait_until(parked, 30, "the order parked")
+        assert (await erp.stats())["received"].get("order", 0) == 0
+
+        await send(
+            broker,
+            env(
+                Entity.customer,
+                "crm",
+                "KH000001",
+                customer("苏州市恒达机电有限公司", credit="999999"),
+            ),
+        )
+
+        async def erp_has_order() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                return await xref.local_id(s, "order", "crm:SO0001", "erp") is not None
+
+        await wait_until(erp_has_order, 40, "the order delivered to ERP")
+        async with hub.sessions() as s:
+            gid = await xref.key_for(s, "customer", "crm", "KH000001")
+            assert gid is not None
+            kunnr = await xref.local_id(s, "customer", gid, "erp")
+            vbeln = await xref.local_id(s, "order", "crm:SO0001", "erp")
+            row = await s.scalar(select(SyncOrder).where(SyncOrder.key == "crm:SO0001"))
+            assert not list(await s.scalars(select(Parked)))
+        assert kunnr and vbeln and row is not None
+        # CRM owns the customer record: CRM got nothing back (no echo), ERP got it once.
+        assert (await crm.stats())["created"].get("customer", 0) == 0
+        assert (await erp.stats())["created"]["customer"] == 1
+        erp_orders = await records(erp, "/api/sales-orders")
+        assert len(erp_orders) == 1, erp_orders
+        assert erp_orders[0]["KUNNR"] == kunnr
+        assert erp_orders[0]["ITEMS"][0]["MATNR"] == "4000000001"
+        # The CRM's credit limit is not taken (ERP owns it): the order went unflagged.
+        assert not row.credit_flagged and row.customer_key == gid
+
+        # ERP publishes the record the hub created there, with its credit limit: it links to
+        # the same golden record (no second one, no review) and the limit survives.
+        erp_view = customer("苏州市恒达机电有限公司", credit="1000")
+        await send(broker, env(Entity.customer, "erp", kunnr, erp_view))
+
+        async def limit_known() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                return await xref.key_for(s, "customer", "erp", kunnr) == gid and bool(
+                    await s.scalar(
+                        select(GoldenRecord.record["credit_limit"].as_string()).where(
+                            GoldenRecord.golden_id == gid
+                        )
+                    )
+                )
+
+        await wait_until(limit_known, 30, "ERP's credit limit on the golden record")
+        async with hub.sessions() as s:
+            assert await s.scalar(select(func.count()).select_from(GoldenRecord)) == 2
+        # 50 x 100 = 5000 on top of 5000 open against a limit of 1000: flagged, approval asked.
+        await send(
+            broker, env(Entity.order, "crm", "SO0002", order("SO0002", "KH000001", "4000000001"))
+        )
+
+        async def flagged() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                row = await s.scalar(select(SyncOrder).where(SyncOrder.key == "crm:SO0002"))
+                return row is not None and row.credit_flagged
+
+        await wait_until(flagged, 30, "the second order flagged by the credit check")
+        await wait_until(lambda: erp_count(erp, 2), 30, "the flagged order in ERP too")
+        req = Envelope.from_bytes((await topic_items(broker, topics.canonical(Entity.approval)))[0])
+        assert req.body["type"] == "credit_overrun" and req.body["subject_ref"] == "crm:SO0002"
+        assert float(req.body["amount"]) == 5000.0
+
+        # ERP ships it: the status goes back to the CRM order the clerk typed.
+        typed = {
+            "order_no": "SO0001",
+            "cust_no": "KH000001",
+            "order_date": "2026/11/24",
+            "status": "20",
+        }
+        r = await crm.client.post("/api/orders", json=typed)
+        assert r.status_code == 201, r.text
+        shipped = order("SO0001", kunnr, "4000000001") | {"status": "shipped"}
+        await send(broker, env(Entity.order, "erp", vbeln, shipped, version=2))
+
+        async def status_back() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                row = await s.scalar(select(SyncOrder).where(SyncOrder.key == "crm:SO0001"))
+                return row is not None and row.status == "shipped"
+
+        await wait_until(status_back, 30, "ERP's status recorded for the CRM order")
+        out = [Envelope.from_bytes(v) for v in await topic_items(broker, topics.outbound("crm"))]
+        back = [b for b in out if b.entity is Entity.order]
+        assert [(b.op, b.body["status"], b.body["order_no"]) for b in back] == [
+            (Op.status, "shipped", "SO0001")
+        ]
+
+        async def crm_shipped() -> bool:
+            r = await crm.client.get("/api/orders/SO0001")
+            return r.status_code == 200 and r.json()["record"]["status"] != "20"
+
+        await wait_until(crm_shipped, 30, "the CRM order showing ERP's status")
