@@ -18,6 +18,16 @@ BATCH_RETRIES = Counter(
 OUTBOX_PUBLISHED = Counter(
     "eai_outbox_published_total", "Outbox rows published to Kafka.", registry=REGISTRY
 )
+PARKED = Gauge(
+    "eai_parked_messages",
+    "Messages parked until a target knows what they refer to.",
+    registry=REGISTRY,
+)
+PARKED_OVERDUE = Gauge(
+    "eai_parked_overdue",
+    "Parked messages waiting longer than parking.overdue_after_s.",
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge("eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
 DEAD_LETTERS = Gauge(
     "eai_dead_letters_open", "Dead letters neither re-driven nor discarded.", registry=REGISTRY

@@ -33,6 +33,9 @@ def create_app(hub: Hub) -> FastAPI:
         urges_router, dependencies=viewer, max_body_size=hub.settings.api_max_body_bytes
     )
     from hub.api.golden import router as golden_router
+    from hub.api.parked import router as parked_router
+
+    app.include_router(parked_router, dependencies=viewer)
 
     # Each golden route carries its own auth: viewer to read, audited operator to change.
     app.include_router(golden_router, max_body_size=hub.settings.api_max_body_bytes)
@@ -154,10 +157,12 @@ async def refresh_gauges(hub: Hub) -> None:
     from sqlalchemy import func, select
 
     from hub.store.models import DeadLetter, OutboxRow
+    from hub.store.sync_models import Parked
 
     if hub.sessions is None:
         return
     async with hub.sessions() as s:
+        parked = await s.scalar(select(func.count()).select_from(Parked))
         pending = await s.scalar(
             select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
         )
@@ -166,3 +171,4 @@ async def refresh_gauges(hub: Hub) -> None:
         )
     metrics.OUTBOX_PENDING.set(pending or 0)
     metrics.DEAD_LETTERS.set(dead or 0)
+    metrics.PARKED.set(parked or 0)

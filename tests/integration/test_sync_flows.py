@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -24,7 +25,8 @@ from hub.settings import Settings
 from hub.store.identity_models import GoldenRecord
 from hub.store.sync_models import Parked, SyncOrder
 from tests.helpers import produce, read_topic, wait_until
-from tests.integration.test_delivery import Sim, simulator
+from tests.conftest import AUTH, TEST_TOKEN
+from tests.integration.test_delivery import Sim, free_port, simulator
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +86,12 @@ async def hub_with(broker: str, store_url: str, sims: list[Sim], **kw: Any) -> A
         delivery_backoff_initial_ms=100,
         delivery_backoff_max_ms=400,
         delivery_poll_interval_ms=100,
+        admin_token=TEST_TOKEN,
+        host="127.0.0.1",
+        port=free_port(),
         **kw,
     )
-    hub = Hub(settings, serve_api=False, run_urge_scheduler=False)
+    hub = Hub(settings, run_urge_scheduler=False)
     await hub.start()
     try:
         yield hub
@@ -136,6 +141,11 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
                 {"code": "4000000001", "name": "控制柜", "uom": "PCS"},
             ),
         )
+        async def material_known() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                return bool(await xref.holders(s, [("material", "erp", "4000000001")]))
+
+        await wait_until(material_known, 30, "ERP's material known to the hub")
         # The order comes before its customer: parked, never sent with a wrong key.
         await send(
             broker, env(Entity.order, "crm", "SO0001", order("SO0001", "KH000001", "4000000001"))
@@ -147,6 +157,18 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
 
         await wait_until(parked, 30, "the order parked")
         assert (await erp.stats())["received"].get("order", 0) == 0
+        api = f"http://127.0.0.1:{hub.settings.port}"
+        async with httpx.AsyncClient(base_url=api, headers=AUTH, timeout=10) as c:
+            assert (await c.get("/parked", headers={"Authorization": ""})).status_code == 401
+            page = (await c.get("/parked", params={"target": "erp"})).json()
+            assert page["total"] == 1 and page["overdue"] == 0
+            item = page["items"][0]
+            assert (item["key"], item["waiting_on"]) == ("crm:SO0001", ["customer:crm:KH000001"])
+            assert "erp does not know yet" in item["reason"] and not item["overdue"]
+            one = (await c.get(f"/parked/{item['id']}")).json()
+            assert one["envelope"]["body"]["customer_ref"] == "KH000001"
+            assert (await c.get("/parked", params={"overdue": "true"})).json()["total"] == 0
+            assert "eai_parked_messages 1.0" in (await c.get("/metrics")).text
 
         await send(
             broker,

@@ -11,7 +11,7 @@
   const DL_SHOWN = 10;
   // Parked orders (sync issue): set to the route's path, e.g. "orders/parked?limit=1", once it
   // exists and answers a page with `total`; until then the card says n/a.
-  const PARKED_PATH = null;
+  const PARKED_PATH = "parked?limit=1";
   const params = new URLSearchParams(window.location.search);
   const refreshS = Math.min(60, Math.max(0.5, Number(params.get("refresh")) || 2));
   const INTERVAL_MS = refreshS * 1000;
