@@ -4,6 +4,7 @@ reported with its path in the file, the offending value and the rule."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,15 @@ class MasterSync(_Strict):
     subscribers: tuple[System, ...] = ()
     ownership: dict[str, tuple[System, ...]] = Field(default_factory=dict)
     deletes: Literal["quarantine", "ignore"] = "quarantine"
+    # subscriber -> {field: allowed values}: the subscriber gets only the records that match
+    # (DRP keeps distributors only)
+    only: dict[System, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+
+    def accepts(self, system: str, record: Mapping[str, Any]) -> bool:
+        for name, allowed in self.only.get(system, {}).items():  # type: ignore[call-overload]
+            if str(record.get(name)) not in allowed:
+                return False
+        return True
 
     def may_change(self, field: str, system: str) -> bool:
         owners = self.ownership.get(field)

@@ -118,7 +118,7 @@ class MasterSyncFlow:
                 targets = [t for t in targets if t != origin]  # gone there already
             out = _fresh(env, entity, gid, p.body)
         else:
-            targets = [t for t in conf.subscribers if t != origin]
+            targets = [t for t in conf.subscribers if t != origin and conf.accepts(t, p.body)]
             out = env.caused(op=Op.upsert, body=p.body)
         for target in targets:
             ctx.emit(topics.outbound(target), out, key=gid)
@@ -166,6 +166,8 @@ class MasterSyncFlow:
                 known[system] = local
                 continue
             if system not in conf.subscribers or conf.deletes == "ignore":
+                continue
+            if not conf.accepts(system, master.record_of(env.body)):
                 continue
             # A second record of this golden record in one system: a clerk typed it again.
             dup = duplicate_key(gid, system, local)

@@ -31,10 +31,7 @@ from tests.helpers import header, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
-SIMULATORS = {
-    "crm": "connectors.crm.simulator",
-    "erp": "connectors.erp.simulator",
-}
+SIMULATORS = {s: f"connectors.{s}.simulator" for s in ("crm", "erp", "pdm", "oa", "drp")}
 
 
 def free_port() -> int:

@@ -24,8 +24,8 @@ from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store.identity_models import GoldenRecord
 from hub.store.sync_models import Parked, SyncOrder
-from tests.helpers import produce, read_topic, wait_until
 from tests.conftest import AUTH, TEST_TOKEN
+from tests.helpers import produce, read_topic, wait_until
 from tests.integration.test_delivery import Sim, free_port, simulator
 
 pytestmark = pytest.mark.integration
@@ -141,6 +141,7 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
                 {"code": "4000000001", "name": "控制柜", "uom": "PCS"},
             ),
         )
+
         async def material_known() -> bool:
             async with hub.sessions() as s:  # type: ignore[misc]
                 return bool(await xref.holders(s, [("material", "erp", "4000000001")]))
@@ -266,3 +267,94 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
             return r.status_code == 200 and r.json()["record"]["status"] != "20"
 
         await wait_until(crm_shipped, 30, "the CRM order showing ERP's status")
+
+
+USCC = "91330200MA2H000017"
+
+
+async def test_a_re_entered_duplicate_and_a_deleted_record_are_quarantined_not_destroyed(
+    broker: str, store_url: str, tmp_path: Path
+) -> None:
+    async with (
+        simulator("erp", tmp_path) as erp,
+        simulator("drp", tmp_path) as drp,
+        hub_with(broker, store_url, [erp, drp]) as hub,
+    ):
+        assert hub.sessions is not None
+        company = customer(
+            "宁波市甬江精密机械有限公司", identifiers=[{"scheme": "uscc", "value": USCC}]
+        )
+        await send(broker, env(Entity.customer, "crm", "KH000010", company))
+        dealer = customer(
+            "温州市瓯海阀门经销部",
+            type="distributor",
+            addresses=[{"country": "CN", "province": "浙江省", "city": "温州市"}],
+        )
+        await send(broker, env(Entity.customer, "crm", "KH000011", dealer))
+        ids: dict[str, str] = {}
+
+        async def fanned_out() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                for sid in ("KH000010", "KH000011"):
+                    gid = await xref.key_for(s, "customer", "crm", sid)
+                    if gid is None:
+                        return False
+                    known = await xref.systems_of(s, "customer", gid)
+                    want = {"erp", "drp"} if sid == "KH000011" else {"erp"}
+                    if not want <= set(known):
+                        return False
+                    ids.update({f"{sid}.{k}": v for k, v in known.items()})
+                    ids[f"{sid}.gid"] = gid
+            return True
+
+        await wait_until(fanned_out, 40, "both customers in ERP, the distributor in DRP")
+        assert "KH000010.drp" not in ids, "the DRP keeps distributors only"
+
+        # An ERP clerk types the first company again; the ERP pushes it to the hub.
+        typed = {"KTOKD": "Z001", "NAME1": "宁波甬江精密机械有限公司", "STCEG": USCC}
+        r = await erp.client.post("/api/customers", json=typed)
+        assert r.status_code == 201, r.text
+        clerk_id = r.json()["local_id"]
+        api = f"http://127.0.0.1:{hub.settings.port}"
+        async with httpx.AsyncClient(base_url=api, headers=AUTH, timeout=10) as c:
+            pushed = await c.post("/connectors/erp/customer", json=r.json()["record"])
+            assert pushed.status_code == 202, pushed.text
+
+        async def blocked(sim: Sim, local_id: str, field: str, value: str) -> bool:
+            got = await sim.client.get(
+                f"/api/{'customers' if sim.system == 'erp' else 'dealers'}/{local_id}"
+            )
+            return got.status_code == 200 and got.json()["record"].get(field) == value
+
+        await wait_until(
+            lambda: blocked(erp, clerk_id, "SPERR", "X"), 40, "the re-entered copy blocked in ERP"
+        )
+        assert await blocked(erp, ids["KH000010.erp"], "SPERR", ""), "the first copy stays active"
+        async with hub.sessions() as s:
+            assert await xref.key_for(s, "customer", "erp", clerk_id) != ids["KH000010.gid"]
+            assert (
+                await xref.local_id(s, "customer", ids["KH000010.gid"], "erp")
+                == ids["KH000010.erp"]
+            )
+        stats = await erp.stats()
+        assert stats["records"]["customer"] == 3, "two made by the hub, one by the clerk"
+        assert stats["duplicate_records"]["customer"] == 0
+
+        # The second customer is deleted in the CRM: frozen in ERP and DRP, never removed.
+        gone = Envelope(
+            entity=Entity.customer,
+            op=Op.delete,
+            source_system="crm",
+            source_id="KH000011",
+            source_version=2,
+            source_ts=WHEN.replace(minute=2),
+            body={"reason": "客户注销"},
+        )
+        await send(broker, gone)
+        await wait_until(
+            lambda: blocked(erp, ids["KH000011.erp"], "SPERR", "X"), 40, "quarantined in ERP"
+        )
+        await wait_until(
+            lambda: blocked(drp, ids["KH000011.drp"], "status", "0"), 40, "quarantined in DRP"
+        )
+        assert (await erp.stats())["records"]["customer"] == 3, "nothing destroyed"
