@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from contracts import topics
 from contracts.envelope import Envelope, Op
@@ -26,6 +26,7 @@ from flows.sync import master
 from flows.sync.config import MasterSync, SyncConfig
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.delivery import xref
+from hub.store.identity_models import GoldenMember
 from hub.store.models import RecordEvent
 from hub.store.sync_models import SyncState
 
@@ -145,18 +146,27 @@ class MasterSyncFlow:
     async def _learn(
         self, ctx: FlowContext, env: Envelope, entity: str, gid: str, conf: MasterSync
     ) -> None:
-        """Cross-references from the members; duplicates within one system quarantined."""
+        """Cross-references from the members; duplicates within one system quarantined.
+
+        Membership moves (a steward's merge, split or accepted review) move copies with it: a
+        copy held by another golden record whose member it no longer is becomes this one's
+        when this one has none in that system, and a copy this golden record holds that is a
+        member of another one now is forgotten here (the next change creates a copy of its
+        own there). Which event comes first does not matter: both sides apply the same rule.
+        """
         members = _members(env.body)
-        if not members:
-            return
         s = ctx.session
         known = await xref.systems_of(s, entity, gid)
+        await self._drop_moved(ctx, entity, gid, known, set(members))
+        if not members:
+            return
         held = await xref.holders(s, [(entity, sys, lid) for sys, lid in members])
-        merged_from = {str(g) for g in env.body.get("merged_from") or []}
         for system, local in members:
             owner = held.get((entity, system, local))
-            if owner is not None and owner in merged_from and system not in known:
-                # the merged-away record's copy there becomes the survivor's
+            # held by another golden record, or as a duplicate of another one
+            moved = owner is not None and owner.split(DUPLICATE_MARK)[0] != gid
+            if moved and owner is not None and system not in known:
+                # that copy there is this one's now (a split, a merge, an accepted review)
                 await xref.forget(s, entity, owner, system)
                 owner = None
             if owner is not None:
@@ -181,6 +191,35 @@ class MasterSyncFlow:
                 _fresh(env, entity, dup, master.quarantine(entity, body, reason)),
                 key=dup,
             )
+
+    async def _drop_moved(
+        self,
+        ctx: FlowContext,
+        entity: str,
+        gid: str,
+        known: dict[str, str],
+        members: set[tuple[str, str]],
+    ) -> None:
+        """Forget copies that were members of ``gid`` and now belong to another golden record
+        (a copy the hub created there is no member of any, and stays)."""
+        candidates = [
+            (system, lid) for system, lid in known.items() if (system, lid) not in members
+        ]
+        if not candidates:
+            return
+        s = ctx.session
+        rows = await s.execute(
+            select(
+                GoldenMember.source_system, GoldenMember.source_id, GoldenMember.golden_id
+            ).where(
+                GoldenMember.entity == entity,
+                tuple_(GoldenMember.source_system, GoldenMember.source_id).in_(candidates),
+            )
+        )
+        for system, _lid, owner in rows.tuples():
+            if owner != gid:
+                await xref.forget(s, entity, gid, system)
+                known.pop(system, None)
 
 
 def spec(config: SyncConfig) -> FlowSpec:

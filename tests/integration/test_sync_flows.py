@@ -358,3 +358,62 @@ async def test_a_re_entered_duplicate_and_a_deleted_record_are_quarantined_not_d
             lambda: blocked(drp, ids["KH000011.drp"], "status", "0"), 40, "quarantined in DRP"
         )
         assert (await erp.stats())["records"]["customer"] == 3, "nothing destroyed"
+
+
+async def test_a_steward_merge_freezes_the_merged_copy_and_a_split_brings_it_back(
+    broker: str, store_url: str, tmp_path: Path
+) -> None:
+    async with (
+        simulator("erp", tmp_path) as erp,
+        hub_with(broker, store_url, [erp]) as hub,
+    ):
+        assert hub.sessions is not None
+        await send(
+            broker, env(Entity.customer, "crm", "KH000020", customer("嘉兴市南湖纺织有限公司"))
+        )
+        await send(broker, env(Entity.customer, "crm", "KH000021", customer("金华市婺城五金商行")))
+        ids: dict[str, str] = {}
+
+        async def created() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                for sid in ("KH000020", "KH000021"):
+                    gid = await xref.key_for(s, "customer", "crm", sid)
+                    lid = gid and await xref.local_id(s, "customer", gid, "erp")
+                    if not lid:
+                        return False
+                    ids[sid], ids[f"{sid}.erp"] = gid, lid
+            return True
+
+        await wait_until(created, 40, "both customers created in ERP")
+
+        async def sperr(local_id: str, value: str) -> bool:
+            got = await erp.client.get(f"/api/customers/{local_id}")
+            return got.status_code == 200 and got.json()["record"].get("SPERR") == value
+
+        api = f"http://127.0.0.1:{hub.settings.port}"
+        async with httpx.AsyncClient(base_url=api, headers=AUTH, timeout=10) as c:
+            r = await c.post(
+                "/golden/customer/merge",
+                json={"golden_ids": [ids["KH000020"], ids["KH000021"]], "into": ids["KH000020"]},
+            )
+            assert r.status_code == 200, r.text
+            await wait_until(
+                lambda: sperr(ids["KH000021.erp"], "X"), 40, "the merged-away copy frozen in ERP"
+            )
+            assert await sperr(ids["KH000020.erp"], ""), "the survivor's copy stays active"
+            got = (await erp.client.get(f"/api/customers/{ids['KH000021.erp']}")).json()
+            assert got["record"]["NAME1"] == "金华市婺城五金商行", "frozen, not overwritten"
+
+            r = await c.post(
+                f"/golden/customer/{ids['KH000020']}/unmerge",
+                json={"source_system": "crm", "source_id": "KH000021"},
+            )
+            assert r.status_code == 200, r.text
+            await wait_until(
+                lambda: sperr(ids["KH000021.erp"], ""), 40, "the split-off copy active again"
+            )
+        assert await sperr(ids["KH000020.erp"], "")
+        stats = await erp.stats()
+        assert stats["records"]["customer"] == 2, "no copy created or destroyed by merge/split"
+        async with hub.sessions() as s:
+            assert await xref.key_for(s, "customer", "crm", "KH000021") == ids["KH000021"]
