@@ -256,8 +256,17 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
                 return row is not None and row.status == "shipped"
 
         await wait_until(status_back, 30, "ERP's status recorded for the CRM order")
-        out = [Envelope.from_bytes(v) for v in await topic_items(broker, topics.outbound("crm"))]
-        back = [b for b in out if b.entity is Entity.order]
+        back: list[Envelope] = []
+
+        async def status_sent() -> bool:
+            out = [
+                Envelope.from_bytes(m.value)
+                for m in await read_topic(broker, topics.outbound("crm"))
+            ]
+            back[:] = [b for b in out if b.entity is Entity.order]
+            return bool(back)
+
+        await wait_until(status_sent, 20, "the status on outbound.crm")
         assert [(b.op, b.body["status"], b.body["order_no"]) for b in back] == [
             (Op.status, "shipped", "SO0001")
         ]
