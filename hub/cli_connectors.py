@@ -190,7 +190,10 @@ def _demo(*, rate: float, seed: int, duplicates: float, first_port: int) -> int:
     # gives it an admin token (EAI_ADMIN_TOKEN if set) and prints it for the dashboard.
     token = os.environ.get("EAI_ADMIN_TOKEN") or "eai_" + secrets.token_urlsafe(32)
     os.environ.setdefault("EAI_HUB_TOKEN", token)
-    hub = _spawn_hub(token)
+    # The hub delivers to the simulators, so the demo shows the systems agreeing (sync flows);
+    # EAI_DELIVERY_TARGETS set by the operator wins.
+    targets = ",".join(f"{s}=http://127.0.0.1:{p}" for s, p in ports.items())
+    hub = _spawn_hub(token, os.environ.get("EAI_DELIVERY_TARGETS") or targets)
     sims: _SimulatorThread | None = None
     code = 0
     try:
@@ -244,11 +247,11 @@ def _die_with_parent() -> None:
     die()
 
 
-def _spawn_hub(token: str) -> subprocess.Popen[bytes]:
+def _spawn_hub(token: str, targets: str) -> subprocess.Popen[bytes]:
     """``eai-hub run`` as a child that dies with us, even when we are SIGKILLed."""
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "run"],
-        env=dict(os.environ, EAI_ADMIN_TOKEN=token),
+        env=dict(os.environ, EAI_ADMIN_TOKEN=token, EAI_DELIVERY_TARGETS=targets),
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
         # Its own process group: Ctrl-C reaches the demo only, which stops the simulators
