@@ -24,6 +24,7 @@ from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store.identity_models import GoldenRecord
 from hub.store.sync_models import Parked, SyncOrder
+from hub.store.urge_models import Approval
 from tests.conftest import AUTH, TEST_TOKEN
 from tests.helpers import produce, read_topic, wait_until
 from tests.integration.test_delivery import Sim, free_port, simulator
@@ -237,6 +238,13 @@ async def test_customer_fans_out_order_parks_then_lands_with_erp_keys(
         req = Envelope.from_bytes((await topic_items(broker, topics.canonical(Entity.approval)))[0])
         assert req.body["type"] == "credit_overrun" and req.body["subject_ref"] == "crm:SO0002"
         assert float(req.body["amount"]) == 5000.0
+
+        async def watched() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                row = await s.scalar(select(Approval).where(Approval.type == "credit_overrun"))
+                return row is not None and row.approval_id == "credit:crm:SO0002"
+
+        await wait_until(watched, 30, "the urge flow watching the credit approval")
 
         # ERP ships it: the status goes back to the CRM order the clerk typed.
         typed = {
