@@ -118,7 +118,12 @@ class MasterSyncFlow:
                 targets = [t for t in targets if t != origin]  # gone there already
             out = _fresh(env, entity, gid, p.body)
         else:
-            targets = [t for t in conf.subscribers if t != origin]
+            # a subscriber that keeps only some records gets this one if it matches, or if
+            # it was sent an earlier version (it holds the record: it hears of the change)
+            sent = set(state.targets if state else ())
+            targets = [
+                t for t in conf.subscribers if t != origin and (conf.wants(t, p.body) or t in sent)
+            ]
             out = env.caused(op=Op.upsert, body=p.body)
         for target in targets:
             ctx.emit(topics.outbound(target), out, key=gid)
