@@ -118,12 +118,10 @@ class MasterSyncFlow:
                 targets = [t for t in targets if t != origin]  # gone there already
             out = _fresh(env, entity, gid, p.body)
         else:
-            # a subscriber that keeps only some records gets this one if it matches, or if
-            # it was sent an earlier version (it holds the record: it hears of the change)
-            sent = set(state.targets if state else ())
-            targets = [
-                t for t in conf.subscribers if t != origin and (conf.wants(t, p.body) or t in sent)
-            ]
+            # a subscriber that keeps only some records gets this one only while it matches:
+            # one that stopped matching stays there as last sent (the system would refuse
+            # the change permanently, a dead letter nobody can act on)
+            targets = [t for t in conf.subscribers if t != origin and conf.wants(t, p.body)]
             out = env.caused(op=Op.upsert, body=p.body)
         for target in targets:
             ctx.emit(topics.outbound(target), out, key=gid)
