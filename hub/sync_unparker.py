@@ -71,8 +71,6 @@ class Unparker:
         due = time.monotonic() - self._full_at > FULL_PASS_S
         if not force and not due and mark == self._seen:
             return 0
-        self._seen = mark
-        self._full_at = time.monotonic()
         released = 0
         after = 0
         while True:
@@ -86,6 +84,11 @@ class Unparker:
             if last == after:
                 break
             after = last
+        # only a pass that went through counts as having seen this state of the
+        # cross-references: after a failed one (SQLite busy, say) the next pass retries at
+        # once instead of waiting FULL_PASS_S for the next full pass
+        self._seen = mark
+        self._full_at = time.monotonic()
         self.released += released
         if released:
             log.info("unparker: released %d parked message(s)", released)

@@ -26,19 +26,28 @@ class MasterSync(_Strict):
     subscribers: tuple[System, ...] = ()
     ownership: dict[str, tuple[System, ...]] = Field(default_factory=dict)
     deletes: Literal["quarantine", "ignore"] = "quarantine"
-    # subscriber -> {field: allowed values}: the subscriber gets only the records that match
-    # (DRP keeps distributors only)
+    # subscriber -> {field: accepted values}: a subscriber that keeps only some records (the
+    # DRP keeps distributors) gets a record only while it matches; sending it the others
+    # would only produce dead letters (the system refuses them permanently)
     only: dict[System, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
 
-    def accepts(self, system: str, record: Mapping[str, Any]) -> bool:
-        for name, allowed in self.only.get(system, {}).items():  # type: ignore[call-overload]
-            if str(record.get(name)) not in allowed:
-                return False
-        return True
+    @model_validator(mode="after")
+    def _only_subscribers(self) -> MasterSync:
+        extra = sorted(set(self.only) - set(self.subscribers))
+        if extra:
+            raise ValueError(f"'only' names systems that are not subscribers: {extra}")
+        return self
 
     def may_change(self, field: str, system: str) -> bool:
         owners = self.ownership.get(field)
         return owners is None or system in owners
+
+    def wants(self, system: str, body: Mapping[str, Any]) -> bool:
+        """Whether ``system`` keeps a record like ``body`` (see ``only``)."""
+        rules = self.only.get(system)  # type: ignore[call-overload]
+        if not rules:
+            return True
+        return all(str(body.get(f)) in accepted for f, accepted in rules.items())
 
 
 class CreditApproval(_Strict):

@@ -119,7 +119,10 @@ class MasterSyncFlow:
                 targets = [t for t in targets if t != origin]  # gone there already
             out = _fresh(env, entity, gid, p.body)
         else:
-            targets = [t for t in conf.subscribers if t != origin and conf.accepts(t, p.body)]
+            # a subscriber that keeps only some records gets this one only while it matches:
+            # one that stopped matching stays there as last sent (the system would refuse
+            # the change permanently, a dead letter nobody can act on)
+            targets = [t for t in conf.subscribers if t != origin and conf.wants(t, p.body)]
             out = env.caused(op=Op.upsert, body=p.body)
         for target in targets:
             ctx.emit(topics.outbound(target), out, key=gid)
@@ -177,7 +180,7 @@ class MasterSyncFlow:
                 continue
             if system not in conf.subscribers or conf.deletes == "ignore":
                 continue
-            if not conf.accepts(system, master.record_of(env.body)):
+            if not conf.wants(system, master.record_of(env.body)):
                 continue
             # A second record of this golden record in one system: a clerk typed it again.
             dup = duplicate_key(gid, system, local)

@@ -22,6 +22,7 @@ from contracts.approval import ApprovalRequest
 from contracts.envelope import Entity, Envelope, Op
 from flows.sync import orders
 from flows.sync.config import SyncConfig
+from flows.sync.master_flow import DUPLICATE_MARK
 from flows.sync.orders import Ref
 from hub.core.processor import FlowContext
 from hub.delivery import xref
@@ -34,10 +35,20 @@ NAME = "sync.orders"
 ORDER = Entity.order.value
 
 
+def _canonical_key(key: str) -> str:
+    """A record its system holds twice (re-entered) is linked under a duplicate key; an
+    order quoting it means the golden record (whose copy the target has), not the copy the
+    hub quarantined there."""
+    return key.split(DUPLICATE_MARK, 1)[0]
+
+
 async def resolve(ctx: FlowContext, refs: Sequence[Ref], target: str) -> dict[Ref, str]:
     """The target's local id of every reference it knows."""
     s = ctx.session
-    held = await xref.holders(s, [(r.entity, r.system, r.code) for r in refs])
+    held = {
+        k: _canonical_key(v)
+        for k, v in (await xref.holders(s, [(r.entity, r.system, r.code) for r in refs])).items()
+    }
     out: dict[Ref, str] = {}
     keyed: dict[Ref, tuple[str, str]] = {}
     for r in refs:
@@ -57,7 +68,8 @@ async def resolve(ctx: FlowContext, refs: Sequence[Ref], target: str) -> dict[Re
 
 
 async def golden_customer(ctx: FlowContext, source: str, code: str) -> str | None:
-    return await xref.key_for(ctx.session, "customer", source, code)
+    key = await xref.key_for(ctx.session, "customer", source, code)
+    return None if key is None else _canonical_key(key)
 
 
 class OrderRouter:
