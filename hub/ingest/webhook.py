@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from connectors.registry import CONNECTORS
 from hub.ingest.store import write
 
 router = APIRouter(tags=["connectors"])
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 2
 
 
 def _charset(content_type: str | None) -> str | None:
@@ -21,7 +26,11 @@ def _charset(content_type: str | None) -> str | None:
     return None
 
 
-@router.post("/connectors/{system}/{entity}", status_code=202)
+@router.post(
+    "/connectors/{system}/{entity}",
+    status_code=202,
+    responses={503: {"description": "the store is busy or away: nothing accepted, retry"}},
+)
 async def receive(
     system: str,
     entity: str,
@@ -42,9 +51,22 @@ async def receive(
         raise HTTPException(413, f"body of {len(raw)} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}")
     results = conn.decode(entity, raw, charset=_charset(content_type), source="webhook")
     id_parts = ("webhook", system, entity, idempotency_key) if idempotency_key else None
-    async with hub.sessions() as s, s.begin():
-        out = await write(
-            s, results, origin=f"webhook:{system}.{entity}", flow="ingest", id_parts=id_parts
+    try:
+        async with hub.sessions() as s, s.begin():
+            out = await write(
+                s, results, origin=f"webhook:{system}.{entity}", flow="ingest", id_parts=id_parts
+            )
+    except OperationalError as exc:
+        # The store is busy or away (SQLite's one writer held past its busy timeout, a
+        # PostgreSQL restart): nothing was written, so the caller may send it again.
+        log.warning("webhook %s.%s: store unavailable: %s", system, entity, exc.orig)
+        return JSONResponse(
+            {
+                "detail": f"the hub's store is busy or unavailable ({type(exc.orig).__name__}); "
+                "nothing was accepted, retry later"
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     hub.relay.wake()
     body: dict[str, Any] = {

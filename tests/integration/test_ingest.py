@@ -152,6 +152,33 @@ async def test_webhook_body_over_limit_is_refused(broker: str, sqlite_url: str) 
     assert "EAI_MAX_WEBHOOK_BYTES" in r.text
 
 
+async def test_webhook_answers_503_with_retry_after_when_the_store_is_busy(
+    broker: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from hub.ingest import webhook
+
+    async def locked(*_a: object, **_k: object) -> None:
+        raise OperationalError(
+            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    async with (
+        api_hub(broker, sqlite_url) as (_hub, url),
+        httpx.AsyncClient(base_url=url, headers=AUTH) as c,
+    ):
+        monkeypatch.setattr(webhook, "write", locked)
+        r = await c.post("/connectors/crm/customer", json=crm_customers(1))
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == str(webhook.RETRY_AFTER_S)
+        assert "nothing was accepted" in r.json()["detail"]
+        monkeypatch.undo()
+        assert (await c.post("/connectors/crm/customer", json=crm_customers(1))).status_code == 202
+
+
 async def test_raw_native_topic_is_mapped_and_bad_records_dead_lettered(
     broker: str, sqlite_url: str
 ) -> None:
