@@ -7,6 +7,7 @@ DRP has no currency field, so an order in another currency is refused, not conve
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from connectors.common.errors import reject
@@ -100,11 +101,32 @@ def distributor_to_canonical(n: DrpDistributor, vm: ValueMaps) -> Customer:
 
 
 def _province(address: Address, vm: ValueMaps) -> str | None:
-    """The province field, or the province a one-line address starts with (广东省深圳市...)."""
+    """The province field, the province a one-line address starts with (广东省深圳市...), or
+    the province of the city (a CRM card often names the city only: 温州市 -> 浙江省)."""
     if address.province:
         return address.province
+    codes = vm["province_region"].codes
     line = address.line or ""
-    return next((p for p in vm["province_region"].codes if line.startswith(p)), None)
+    found = next((p for p in codes if line.startswith(p)), None)
+    if found is not None:
+        return found
+    return _province_of_city(address.city or "", codes) or _province_of_city(line, codes)
+
+
+def _province_of_city(text: str, codes: Iterable[str]) -> str | None:
+    """The province whose full name in ``codes`` holds the one city ``text`` names or starts
+    with; None when the city is unknown or the name is ambiguous across provinces."""
+    from flows.identity._regions import CITY, gazetteer
+
+    if not text:
+        return None
+    g = gazetteer()
+    places = g.lookup(text) or g.prefix(text)[1]
+    provinces = {p.province for p in places if p.level == CITY}
+    if len(provinces) != 1:
+        return None
+    short = provinces.pop()
+    return next((c for c in codes if c.startswith(short)), None)
 
 
 def distributor_from_canonical(c: Customer, vm: ValueMaps) -> DrpDistributor:
