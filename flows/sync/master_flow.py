@@ -31,6 +31,7 @@ from hub.store.models import RecordEvent
 from hub.store.sync_models import SyncState
 
 NAME = "sync.master"
+CHANGES_PREFIX = "changes."
 DUPLICATE_MARK = "~dup~"
 
 
@@ -77,11 +78,38 @@ class MasterSyncFlow:
 
     async def handle(self, ctx: FlowContext, items: list[Item]) -> None:
         now = datetime.now(UTC)
+        edits = [i for i in items if i.rec.topic.startswith(CHANGES_PREFIX)]
+        if edits:
+            await self._refreeze(ctx, edits)
         for item in items:
+            if item.rec.topic.startswith(CHANGES_PREFIX):
+                continue
             entity = item.env.entity.value
             conf = self.config.master.get(entity)  # type: ignore[call-overload]
             if conf is not None and conf.subscribers:
                 await self._one(ctx, item.env, entity, conf, now)
+
+    async def _refreeze(self, ctx: FlowContext, items: list[Item]) -> None:
+        """A copy quarantined as a duplicate that its clerk edits (and so unfreezes) is frozen
+        again: its golden record may not change at all, so no golden event would tell us."""
+        wanted = [(i.env.entity.value, i.env.source_system, i.env.source_id) for i in items]
+        held = await xref.holders(ctx.session, wanted)
+        for item, ids in zip(items, wanted, strict=True):
+            key = held.get(ids)
+            env = item.env
+            if key is None or DUPLICATE_MARK not in key or env.op is Op.delete:
+                continue
+            if env.body.get("frozen") is True or "quarantine" in (env.body.get("attributes") or {}):
+                continue  # still quarantined (or our own quarantine coming back)
+            conf = self.config.master.get(ids[0])  # type: ignore[call-overload]
+            if conf is None or conf.deletes == "ignore":
+                continue
+            gid = key.partition(DUPLICATE_MARK)[0]
+            reason = (
+                f"duplicate of golden record {gid}: edited in {env.source_system}, frozen again"
+            )
+            body = master.quarantine(ids[0], dict(env.body), reason)
+            ctx.emit(topics.outbound(env.source_system), _fresh(env, ids[0], key, body), key=key)
 
     async def _one(
         self, ctx: FlowContext, env: Envelope, entity: str, conf: MasterSync, now: datetime
@@ -230,7 +258,8 @@ def spec(config: SyncConfig) -> FlowSpec:
     entities: Sequence[str] = [e for e, m in config.master.items() if m.subscribers]
     return FlowSpec(
         name=NAME,
-        topics=[topics.golden(e) for e in entities],
+        # golden events, and accepted changes to re-freeze duplicates a clerk unfroze
+        topics=[topics.golden(e) for e in entities] + [topics.changes(e) for e in entities],
         handle=flow.handle,
         # golden events carry golden_id/members/winners beside the record's fields
         validate_body=False,

@@ -357,6 +357,18 @@ async def test_a_re_entered_duplicate_and_a_deleted_record_are_quarantined_not_d
         assert stats["records"]["customer"] == 3, "two made by the hub, one by the clerk"
         assert stats["duplicate_records"]["customer"] == 0
 
+        # The clerk edits the frozen copy (and so unfreezes it): frozen again.
+        edited = {**typed, "KUNNR": clerk_id, "SPERR": "", "TELF1": "0574-87654321"}
+        r = await erp.client.put(f"/api/customers/{clerk_id}", json=edited)
+        assert r.status_code == 200, r.text
+        assert await blocked(erp, clerk_id, "SPERR", "")
+        async with httpx.AsyncClient(base_url=api, headers=AUTH, timeout=10) as c:
+            pushed = await c.post("/connectors/erp/customer", json=r.json()["record"])
+            assert pushed.status_code == 202, pushed.text
+        await wait_until(
+            lambda: blocked(erp, clerk_id, "SPERR", "X"), 40, "the edited copy frozen again"
+        )
+
         # The second customer is deleted in the CRM: frozen in ERP and DRP, never removed.
         gone = Envelope(
             entity=Entity.customer,
