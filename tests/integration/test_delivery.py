@@ -34,6 +34,8 @@ pytestmark = pytest.mark.integration
 SIMULATORS = {
     "crm": "connectors.crm.simulator",
     "erp": "connectors.erp.simulator",
+    "pdm": "connectors.pdm.simulator",
+    "drp": "connectors.drp.simulator",
 }
 
 
