@@ -44,9 +44,15 @@ def load_sync_config(settings: Settings) -> Any:
 
 
 def sync_flows(config: Any) -> list[FlowSpec]:
-    from flows.sync import master_flow, order_flow
+    from flows.sync import bom_flow, inventory_flow, master_flow, order_flow
 
-    return [master_flow.spec(config), order_flow.spec(config)]
+    return [
+        master_flow.spec(config),
+        order_flow.spec(config),
+        bom_flow.spec(config),
+        bom_flow.codes_spec(config),
+        inventory_flow.spec(config),
+    ]
 
 
 @dataclass
@@ -70,7 +76,7 @@ class Hub:
     run_urge_scheduler: bool = True
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
-    unparker: Any = None  # hub.sync_unparker.Unparker when the order flow runs
+    unparker: Any = None  # hub.sync_unparker.Unparker when a flow that parks runs
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -137,14 +143,17 @@ class Hub:
         self._tasks.append(asyncio.create_task(self.urge_scheduler.run(), name="urge-scheduler"))
 
     def _start_unparker(self) -> None:
-        from flows.sync.routing import NAME as ORDERS
-        from hub.sync_unparker import Unparker
+        from hub.sync_unparker import ROUTERS, Unparker
 
-        if not any(f.name == ORDERS for f in self.flows):
+        parking = [f.name for f in self.flows if f.name in ROUTERS]
+        if not parking:
             return
         assert self.sessions is not None and self.relay is not None
         self.unparker = Unparker(
-            self.sessions, load_sync_config(self.settings), on_committed=self.relay.wake
+            self.sessions,
+            load_sync_config(self.settings),
+            flows=parking,
+            on_committed=self.relay.wake,
         )
         self._tasks.append(asyncio.create_task(self.unparker.run(), name="unparker"))
 

@@ -4,6 +4,9 @@ A loop, like the relay: each pass looks at the parked rows page by page (after a
 the cross-reference table, or every ``FULL_PASS_S`` regardless) and, in one transaction per
 page, routes what can go now and deletes those rows in the same commit that writes their
 outbox rows. On PostgreSQL the page is locked with SKIP LOCKED, so workers share the work.
+
+Each flow that parks has a router (``ROUTERS``, by the flow's name, which is ``parked.flow``);
+a pass runs every router of the flows this hub runs, each over its own parked rows.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from flows.sync import bom_routing, routing
 from flows.sync.config import SyncConfig
-from flows.sync.routing import OrderRouter
+from flows.sync.routing import Router
 from hub.core.outbox import add_rows
 from hub.core.processor import FlowContext
 from hub.store.delivery_models import Xref
@@ -30,6 +35,13 @@ log = logging.getLogger(__name__)
 PAGE = 500
 FULL_PASS_S = 30.0
 
+# parked.flow -> the router that releases that flow's parked messages
+ROUTERS: dict[str, Callable[[SyncConfig], Router]] = {
+    routing.NAME: routing.OrderRouter,
+    bom_routing.NAME: bom_routing.BomRouter,
+    bom_routing.CODES: bom_routing.CodeWriteback,
+}
+
 
 class Unparker:
     def __init__(
@@ -37,10 +49,11 @@ class Unparker:
         sessions: async_sessionmaker[AsyncSession],
         config: SyncConfig,
         *,
+        flows: Sequence[str] = (routing.NAME,),
         on_committed: Any = None,
     ) -> None:
         self.sessions = sessions
-        self.router = OrderRouter(config)
+        self.routers = [ROUTERS[name](config) for name in flows]
         self.interval_s = config.parking.check_interval_ms / 1000
         self.on_committed = on_committed
         self.released = 0
@@ -72,18 +85,8 @@ class Unparker:
         if not force and not due and mark == self._seen:
             return 0
         released = 0
-        after = 0
-        while True:
-            async with self.sessions() as s, s.begin():
-                ctx = FlowContext(session=s, flow="sync.unpark")
-                n, last = await self.router.release(ctx, PAGE, datetime.now(UTC), after)
-                await add_rows(s, ctx.outbox)
-            released += n
-            if n and self.on_committed is not None:
-                self.on_committed()
-            if last == after:
-                break
-            after = last
+        for router in self.routers:
+            released += await self._release(router)
         # only a pass that went through counts as having seen this state of the
         # cross-references: after a failed one (SQLite busy, say) the next pass retries at
         # once instead of waiting FULL_PASS_S for the next full pass
@@ -92,4 +95,20 @@ class Unparker:
         self.released += released
         if released:
             log.info("unparker: released %d parked message(s)", released)
+        return released
+
+    async def _release(self, router: Router) -> int:
+        released = 0
+        after = 0
+        while True:
+            async with self.sessions() as s, s.begin():
+                ctx = FlowContext(session=s, flow="sync.unpark")
+                n, last = await router.release(ctx, PAGE, datetime.now(UTC), after)
+                await add_rows(s, ctx.outbox)
+            released += n
+            if n and self.on_committed is not None:
+                self.on_committed()
+            if last == after:
+                break
+            after = last
         return released

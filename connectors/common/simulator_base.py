@@ -9,7 +9,8 @@ stores a record twice exactly as a buggy target would, so tests can prove the hu
 Routes (per entity, ``{path}`` from the system's spec, e.g. ``/api/customers``)::
 
     POST {path}              create; 201 {"local_id", "record"}; 409 on a known key/id
-    PUT  {path}/{local_id}   update; 200; 404 if unknown
+    PUT  {path}/{local_id}   update; 200; 404 if unknown (replaces the record, or applies
+                             a change to it where the entity has apply_update)
     GET  {path}?since=&limit=  changes after a change counter, oldest first
     GET  {path}/{local_id}
     GET  /_sim/stats         counters; POST /_sim/faults {"mode": ...}; GET /_sim/faults
@@ -59,6 +60,9 @@ class SimEntity:
     # False where the key field means something else when absent (a decision names its form
     # by flow_id or by ext_ref): the system numbers the row but leaves the record alone.
     writes_id: bool = True
+    # How an update through the API (PUT) applies to the stored record; None: it replaces it.
+    # An ERP BOM update is a change (merge items by position, delete flagged ones).
+    apply_update: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
 
     def natural_key(self, payload: dict[str, Any]) -> str | None:
         fields = (self.id_field,) if isinstance(self.id_field, str) else self.id_field
@@ -300,7 +304,9 @@ class SimStore:
                 return WriteResult(409, existing["local_id"], error=f"{e.name} {natural} exists")
         target = local_id or (str(natural) if upsert and natural else None)
         status = 201
-        if target is not None and self.get(e, target) is not None:
+        if target is not None and (row := self.get(e, target)) is not None:
+            if local_id is not None and e.apply_update is not None:
+                payload = e.apply_update(json.loads(row["payload"]), payload)
             payload = e.with_id(payload, target)
             self.db.execute(
                 f'UPDATE "{e.table}" SET payload = ?, payload_hash = ?, changed_at = ?, '

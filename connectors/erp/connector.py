@@ -10,6 +10,7 @@ from connectors.common.valuemaps import load_value_maps
 from connectors.erp import mapping as m
 from connectors.erp.native import (
     ErpBom,
+    ErpChannelStock,
     ErpCustomer,
     ErpMaterial,
     ErpOrder,
@@ -197,6 +198,22 @@ def build(valuemaps_override: str | Path | None = None) -> Connector:
                 table="MARD",
                 column_titles=STOCK_TITLES,
                 description="库存: stock per plant and storage location",
+            ),
+            "channel_stock": b(
+                name="channel_stock",
+                entity=Entity.inventory,
+                native=ErpChannelStock,
+                canonical=Inventory,
+                to_canonical=m.channel_stock_to_canonical,
+                from_canonical=m.channel_stock_from_canonical,
+                # A copy of the DRP's figures: publishing it would send dealer stock back
+                # round as if it were the ERP's own.
+                inbound=False,
+                id_field=("ZDEALER", "ZWHCODE", "MATNR"),
+                ts_of=lambda n: m.erp_ts(n.LAEDA, n.UZEIT, "LAEDA", "UZEIT"),
+                api_path="/api/channel-stock",
+                table="ZCHSTOCK",
+                description="渠道库存: distributor stock and sell-through from the DRP (Z-table)",
             ),
             "requisition": b(
                 name="requisition",

@@ -28,6 +28,7 @@ from connectors.common.valuemaps import ValueMaps
 from connectors.erp.native import (
     ErpBom,
     ErpBomItem,
+    ErpChannelStock,
     ErpCustomer,
     ErpMaterial,
     ErpOrder,
@@ -46,6 +47,11 @@ from contracts.order import Order, OrderLine
 
 SYSTEM = "erp"
 CUSTOMER_NO = "erp.customer_no"
+# The ERP's number of a material, kept on the canonical record so that systems which store
+# it as a foreign reference (the PDM's ERP code field) get it through any golden record.
+MATERIAL_NO = "erp.material_no"
+# A BOM change: positions the ERP is to delete (comma-separated), see bom_from_canonical.
+BOM_REMOVED = "bom.removed"
 D = "%Y%m%d"
 T = "%H%M%S"
 NAME_WIDTH = 40
@@ -255,7 +261,7 @@ def order_from_canonical(o: Order, vm: ValueMaps) -> ErpOrder:
 
 # --------------------------------------------------------------------------- material
 def material_to_canonical(n: ErpMaterial, vm: ValueMaps) -> Material:
-    attrs: Attributes = {}
+    attrs: Attributes = {MATERIAL_NO: require(n.MATNR, "MATNR")}
     put(attrs, "drawing_no", n.ZEINR)
     put(attrs, "erp.material_group", n.MATKL)
     if n.LVORM not in ("", "X"):
@@ -304,6 +310,8 @@ def _bom_line(item: ErpBomItem, vm: ValueMaps, where: str) -> BomLine:
     scrap = parse_amount(item.AUSCH, f"{where}.AUSCH", places=2) if item.AUSCH else Decimal(0)
     if scrap >= 100:
         raise reject(f"{where}.AUSCH", item.AUSCH, "scrap must be below 100 %")
+    if item.FLDELETE not in (None, "", "X"):
+        raise reject(f"{where}.FLDELETE", item.FLDELETE, "must be 'X' (delete the item) or empty")
     return BomLine(
         position=parse_int(item.POSNR, f"{where}.POSNR", minimum=1),
         child=require(item.IDNRK, f"{where}.IDNRK"),
@@ -316,19 +324,37 @@ def _bom_line(item: ErpBomItem, vm: ValueMaps, where: str) -> BomLine:
     )
 
 
+def removed_positions(attrs: Attributes) -> set[int]:
+    """The positions a BOM change deletes (``bom.removed``: "20,30")."""
+    text = get(attrs, BOM_REMOVED) or ""
+    try:
+        return {int(p) for p in text.split(",") if p.strip()}
+    except ValueError:
+        raise reject(f"attributes.{BOM_REMOVED}", text, "must be positions like 20,30") from None
+
+
 def bom_to_canonical(n: ErpBom, vm: ValueMaps) -> Bom:
+    attrs: Attributes = {"erp.plant": n.WERKS, "erp.usage": n.STLAN, "erp.alternative": n.STLAL}
+    deleted = [int(it.POSNR) for it in n.ITEMS if it.FLDELETE == "X"]
+    if deleted:
+        attrs[BOM_REMOVED] = ",".join(str(p) for p in deleted)
     return Bom(
         parent=require(n.MATNR, "MATNR"),
         revision=require(n.REVLV, "REVLV"),
         kind=BomKind.manufacturing,
         lines=tuple(_bom_line(it, vm, f"ITEMS.{i}") for i, it in enumerate(n.ITEMS)),
         change_order=n.AENNR,
-        attributes={"erp.plant": n.WERKS, "erp.usage": n.STLAN, "erp.alternative": n.STLAL},
+        attributes=attrs,
     )
 
 
 def bom_from_canonical(b: Bom, vm: ValueMaps) -> ErpBom:
+    """A whole BOM, or a change to one: lines at positions named in ``bom.removed`` go with
+    the deletion indicator (their last values identify the item, as the ERP's BOM change
+    interface wants), the others are added or replace the item at their position. The ERP
+    applies it under the change number AENNR (see the simulator's ``apply_bom_change``)."""
     attrs = b.attributes
+    removed = removed_positions(attrs)
     return ErpBom(
         MATNR=b.parent,
         WERKS=get(attrs, "erp.plant") or default(vm, "plant"),
@@ -346,6 +372,7 @@ def bom_from_canonical(b: Bom, vm: ValueMaps) -> ErpBom:
                 DATUV=_fmt(ln.effective_from),
                 DATUB=_fmt(ln.effective_to),
                 EBORT=ln.reference_designator,
+                FLDELETE="X" if ln.position in removed else None,
             )
             for i, ln in enumerate(b.lines)
         ),
@@ -390,6 +417,51 @@ def stock_from_canonical(i: Inventory, vm: ValueMaps) -> ErpStock:
         UMLME=qty(i.in_transit),
         BDMNG=qty(i.reserved),
         MEINS=vm.to_native("unit", i.uom, "uom"),
+        LAEDA=format_datetime(i.as_of, D),
+        UZEIT=format_datetime(i.as_of, T),
+    )
+
+
+def channel_stock_to_canonical(n: ErpChannelStock, vm: ValueMaps) -> Inventory:
+    def q(value: str, field: str, signed: bool = False) -> Decimal:
+        return parse_amount(value, field, places=3, non_negative=not signed)
+
+    as_of = erp_ts(n.LAEDA, n.UZEIT, "LAEDA", "UZEIT")
+    assert as_of is not None  # LAEDA is required by the native model
+    attrs: Attributes = {}
+    put(attrs, CUSTOMER_NO, n.KUNNR)
+    put(attrs, "drp.period", n.ZPERIOD)
+    return Inventory(
+        location=f"{require(n.ZDEALER, 'ZDEALER')}/{require(n.ZWHCODE, 'ZWHCODE')}",
+        region=n.ZREGION,
+        material=require(n.MATNR, "MATNR"),
+        on_hand=q(n.LABST, "LABST", signed=True),
+        reserved=q(n.SPEME, "SPEME"),
+        in_transit=q(n.UMLME, "UMLME"),
+        uom=vm.to_canonical("unit", n.MEINS, "MEINS"),
+        as_of=as_of,
+        sold_in_period=q(n.ZSOLD, "ZSOLD") if n.ZSOLD else None,
+        attributes=attrs,
+    )
+
+
+def channel_stock_from_canonical(i: Inventory, vm: ValueMaps) -> ErpChannelStock:
+    dealer, _, wh = i.location.partition("/")
+    if not wh:
+        raise reject("location", i.location, "must be <dealer code>/<warehouse> for channel stock")
+    attrs = i.attributes
+    return ErpChannelStock(
+        ZDEALER=dealer,
+        ZWHCODE=wh,
+        MATNR=i.material,
+        KUNNR=get(attrs, CUSTOMER_NO),
+        ZREGION=i.region,
+        LABST=qty(i.on_hand),
+        UMLME=qty(i.in_transit),
+        SPEME=qty(i.reserved),
+        MEINS=vm.to_native("unit", i.uom, "uom"),
+        ZSOLD=qty(i.sold_in_period) if i.sold_in_period is not None else None,
+        ZPERIOD=get(attrs, "drp.period"),
         LAEDA=format_datetime(i.as_of, D),
         UZEIT=format_datetime(i.as_of, T),
     )

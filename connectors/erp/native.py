@@ -103,6 +103,9 @@ class ErpBomItem(NativeModel):
     DATUV: DateStr | None = None  # valid from
     DATUB: DateStr | None = None  # valid to
     EBORT: S40 | None = None  # installation point: reference designators
+    # Deletion indicator of a change (as CSAP_MAT_BOM_MAINTAIN's FLDELETE): "X" removes the
+    # item at POSNR. Only in a change sent to an existing BOM; a stored BOM never has one.
+    FLDELETE: S2 | None = None
 
 
 class ErpBom(NativeModel):
@@ -133,6 +136,30 @@ class ErpStock(NativeModel):
     MEINS: S4
     LAEDA: DateStr  # snapshot date
     UZEIT: S10  # snapshot time 093000
+
+
+class ErpChannelStock(NativeModel):
+    """Distributor channel stock and sell-through (Z-table ZCHSTOCK), reported by the DRP.
+
+    A site table beside MARD, never MARD itself: the dealers' stock is not the company's,
+    and the ERP's own stock figures must not be overwritten by it. Keyed by the DRP's dealer
+    code (a foreign reference, as BSTNK keeps the CRM's order number); KUNNR is the dealer's
+    customer number here when the hub knows it.
+    """
+
+    ZDEALER: S20  # DRP dealer code
+    ZWHCODE: S10  # dealer warehouse
+    MATNR: S20
+    KUNNR: S10 | None = None
+    ZREGION: S20 | None = None  # sales region (大区) in words
+    LABST: AmountStr  # dealer's stock on hand (may be negative, as dealers book it)
+    UMLME: AmountStr  # in transit to the dealer
+    SPEME: AmountStr  # locked at the dealer
+    MEINS: S4
+    ZSOLD: AmountStr | None = None  # sell-through of the period
+    ZPERIOD: S10 | None = None  # period 2026-11
+    LAEDA: DateStr  # snapshot date
+    UZEIT: S10  # snapshot time
 
 
 class ErpRequisition(NativeModel):

@@ -1,5 +1,7 @@
-"""ERP simulator: SAP-style tables in SQLite (KNA1, VBAK, MARA, STKO, MARD, EBAN) behind a
-small REST API, and the ERP's users creating master data, orders, stock moves, requisitions.
+"""ERP simulator: SAP-style tables in SQLite (KNA1, VBAK, MARA, STKO, MARD, EBAN, and the
+site's Z-table ZCHSTOCK of dealer channel stock) behind a small REST API, and the ERP's
+users creating master data, orders, stock moves, requisitions. A BOM update through the API
+is a change to the BOM (``apply_bom_change``), as under an ERP change number.
 
 The tables are what the hub's watermark poller reads (``change_seq`` is unique and
 monotonic; ``changed_at`` has one-second resolution and ties, like AEDAT/AEZET).
@@ -23,6 +25,7 @@ from connectors.common.parse import format_amount, format_datetime
 from connectors.common.simulator_base import SimEntity, SimulatorSpec, create_sim_app, paced
 from connectors.erp.native import (
     ErpBom,
+    ErpChannelStock,
     ErpCustomer,
     ErpMaterial,
     ErpOrder,
@@ -230,6 +233,24 @@ def _requisition(rng: random.Random, w: fd.World, banfn: str, when: datetime) ->
     }
 
 
+def apply_bom_change(stored: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """An update of a BOM is a change to it, as under an ERP change number (AENNR): the
+    header takes the change's revision level and change number; an item replaces the item
+    at its POSNR or is added; an item with FLDELETE "X" removes the item at its POSNR;
+    items the change does not name stay as they are. The result is the BOM as valid after
+    the change, items in POSNR order (a real ERP also keeps the history per change number;
+    this simulator keeps only the current state)."""
+    items = {str(it["POSNR"]): dict(it) for it in stored.get("ITEMS") or ()}
+    for it in change.get("ITEMS") or ():
+        pos = str(it["POSNR"])
+        if it.get("FLDELETE") == "X":
+            items.pop(pos, None)
+        else:
+            items[pos] = {k: v for k, v in it.items() if k != "FLDELETE"}
+    header = {k: v for k, v in change.items() if k != "ITEMS"}
+    return {**stored, **header, "ITEMS": [items[p] for p in sorted(items, key=int)]}
+
+
 def generate(seed: int, duplicates: float = 0.2) -> Iterator[tuple[str, dict[str, Any]]]:
     """Endless ERP traffic for a seed: (native entity, native record)."""
     w = fd.world(seed)
@@ -276,8 +297,24 @@ SPEC = SimulatorSpec(
         SimEntity("customer", "/api/customers", "KNA1", "KUNNR", "{n:010d}", ErpCustomer),
         SimEntity("order", "/api/sales-orders", "VBAK", "VBELN", "{n:010d}", ErpOrder),
         SimEntity("material", "/api/materials", "MARA", "MATNR", "{n:010d}", ErpMaterial),
-        SimEntity("bom", "/api/boms", "STKO", ("MATNR", "WERKS", "STLAN", "STLAL"), "B{n}", ErpBom),
+        SimEntity(
+            "bom",
+            "/api/boms",
+            "STKO",
+            ("MATNR", "WERKS", "STLAN", "STLAL"),
+            "B{n}",
+            ErpBom,
+            apply_update=apply_bom_change,
+        ),
         SimEntity("stock", "/api/stock", "MARD", ("MATNR", "WERKS", "LGORT"), "S{n}", ErpStock),
+        SimEntity(
+            "channel_stock",
+            "/api/channel-stock",
+            "ZCHSTOCK",
+            ("ZDEALER", "ZWHCODE", "MATNR"),
+            "C{n}",
+            ErpChannelStock,
+        ),
         SimEntity(
             "requisition", "/api/requisitions", "EBAN", ("BANFN", "BNFPO"), "R{n}", ErpRequisition
         ),

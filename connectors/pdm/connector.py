@@ -27,6 +27,7 @@ PART_TITLES = {
     "状态": "state",
     "设计者": "designer",
     "重量": "weight",
+    "ERP物料编码": "erp_code",
     "创建时间": "created_at",
     "修改时间": "modified_at",
 }
@@ -49,8 +50,8 @@ def build(valuemaps_override: str | Path | None = None) -> Connector:
                 canonical=Material,
                 to_canonical=m.part_to_canonical,
                 from_canonical=m.part_from_canonical,
-                # Parts are designed here; the hub never writes them back.
-                outbound=False,
+                # Parts are designed here; the hub only updates them with the ERP's material
+                # number (ERP code write-back), never creates one (the mapping refuses).
                 id_field="part_no",
                 ts_field=("modified_at", "created_at"),
                 api_path="/api/parts",

@@ -4,6 +4,11 @@ Parts keep their drawing number as the material code (and in ``attributes.drawin
 key the ERP stores in ZEINR). A multi-level design BOM becomes one single-level canonical BOM
 per assembly in it; the reverse (:func:`bom_tree_from_canonical`) rebuilds the indented list
 from those pieces. An ECO is an approval request of type ``engineering_change``.
+
+The PDM keeps the ERP's material number of a part in its ERP code field (ERP物料编码),
+``attributes.erp.material_no`` in canonical form: the hub writes it back once the ERP has
+numbered a part. The hub never creates parts here: a material without a drawing number is
+refused (the PDM holds designed parts only).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from contracts.common import Attributes
 from contracts.material import Material
 
 SYSTEM = "pdm"
+ERP_CODE = "erp.material_no"
 DT = "%Y-%m-%d %H:%M:%S"
 D = "%Y-%m-%d"
 # A "need by" date means by the end of that working day.
@@ -55,6 +61,7 @@ def part_to_canonical(n: PdmPart, vm: ValueMaps) -> Material:
     }
     put(attrs, "pdm.material", n.material)
     put(attrs, "pdm.designer", n.designer)
+    put(attrs, ERP_CODE, n.erp_code)
     if n.weight:
         attrs["pdm.weight_g"] = str(parse_amount(n.weight, "weight", places=3))
     created = _ts(n.created_at, "created_at")
@@ -73,9 +80,17 @@ def part_to_canonical(n: PdmPart, vm: ValueMaps) -> Material:
 
 def part_from_canonical(m: Material, vm: ValueMaps) -> PdmPart:
     attrs = m.attributes
+    drawing = get(attrs, "drawing_no")
+    if drawing is None:
+        raise reject(
+            "attributes.drawing_no",
+            None,
+            "the PDM keeps designed parts only: a material without a drawing number is not "
+            "created there",
+        )
     state = get(attrs, "pdm.state")
     return PdmPart(
-        part_no=get(attrs, "drawing_no") or m.code,
+        part_no=drawing,
         revision=m.revision or "A",
         part_name=m.name,
         spec=m.specification,
@@ -87,6 +102,7 @@ def part_from_canonical(m: Material, vm: ValueMaps) -> PdmPart:
         state=vm.to_native("state", state, "attributes.pdm.state") if state else "IW",
         designer=get(attrs, "pdm.designer"),
         weight=format_quantity(Decimal(w)) if (w := get(attrs, "pdm.weight_g")) else None,
+        erp_code=get(attrs, ERP_CODE),
         created_at=_fmt_ts(get(attrs, "pdm.created_at"), "attributes.pdm.created_at"),
     )
 

@@ -37,6 +37,7 @@ class PdmPart(NativeModel):
     state: Code  # 状态: IW 设计中, IR 审核中, RL 已发布, OB 作废
     designer: S20 | None = None
     weight: AmountStr | None = None  # 重量 g
+    erp_code: S20 | None = None  # ERP物料编码: the material number the ERP gave this part
     created_at: DateTimeStr | None = None
     modified_at: DateTimeStr | None = None
 

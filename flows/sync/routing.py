@@ -5,15 +5,19 @@ row is deleted in the same commit that writes its outbox row: released exactly o
 
 Per-key order: an order whose key already has a parked message is parked behind it, and the
 unparker releases a key's messages oldest first, stopping at the first that still waits.
+
+``park``, ``parked_ahead`` and ``release_parked`` are the parking mechanics every router
+shares (orders here, BOMs and ERP code write-backs in ``bom_routing``): a router is anything
+with a ``release`` the unparker can call.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select
 
@@ -119,12 +123,7 @@ class OrderRouter:
             for k, v in values.items():
                 setattr(row, k, v)
         await s.flush()
-        ahead = await s.scalar(
-            select(func.count())
-            .select_from(Parked)
-            .where(Parked.target == self.conf.target, Parked.entity == ORDER, Parked.key == key)
-        )
-        if ahead:
+        if await parked_ahead(ctx, self.conf.target, ORDER, key):
             await self._park(ctx, env, key, [f"{ORDER}:{key} (an earlier version is parked)"], now)
             return
         missing = await self.route(ctx, env, key, now)
@@ -222,68 +221,120 @@ class OrderRouter:
     async def _park(
         self, ctx: FlowContext, env: Envelope, key: str, waiting: list[str], now: datetime
     ) -> None:
-        ctx.session.add(
-            Parked(
-                flow=NAME,
-                target=self.conf.target,
-                entity=ORDER,
-                key=key,
-                message_id=str(env.message_id),
-                envelope=env.to_bytes().decode("utf-8"),
-                waiting_on=waiting,
-                reason=f"{self.conf.target} does not know yet: {', '.join(waiting)}",
-                parked_at=now,
-                checked_at=now,
-                checks=0,
-            )
-        )
-        await ctx.session.flush()
+        await park(ctx, NAME, self.conf.target, ORDER, key, env, waiting, now)
 
     async def release(
         self, ctx: FlowContext, limit: int, now: datetime, after_id: int = 0
     ) -> tuple[int, int]:
         """Route parked orders whose references the target now knows; oldest first per key.
         Looks at ``limit`` rows after ``after_id``; returns (released, last id looked at)."""
-        s = ctx.session
-        stmt = (
-            select(Parked)
-            .where(Parked.target == self.conf.target, Parked.entity == ORDER, Parked.id > after_id)
-            .order_by(Parked.id)
-            .limit(limit)
+        return await release_parked(ctx, self.conf.target, ORDER, self.route, limit, now, after_id)
+
+
+class Router(Protocol):
+    async def release(
+        self, ctx: FlowContext, limit: int, now: datetime, after_id: int = 0
+    ) -> tuple[int, int]: ...
+
+
+# Routes one parked message: [] when it went out, else what the target still lacks.
+Route = Callable[[FlowContext, Envelope, str, datetime], Awaitable[Sequence[object]]]
+
+
+def waiting_reason(target: str, waiting: Sequence[str]) -> str:
+    return f"{target} does not know yet: {', '.join(waiting)}"
+
+
+async def parked_ahead(ctx: FlowContext, target: str, entity: str, key: str) -> bool:
+    """Whether ``key`` has a parked message for ``target``: a newer one must wait behind it."""
+    n = await ctx.session.scalar(
+        select(func.count())
+        .select_from(Parked)
+        .where(Parked.target == target, Parked.entity == entity, Parked.key == key)
+    )
+    return bool(n)
+
+
+async def park(
+    ctx: FlowContext,
+    flow: str,
+    target: str,
+    entity: str,
+    key: str,
+    env: Envelope,
+    waiting: list[str],
+    now: datetime,
+) -> None:
+    ctx.session.add(
+        Parked(
+            flow=flow,
+            target=target,
+            entity=entity,
+            key=key,
+            message_id=str(env.message_id),
+            envelope=env.to_bytes().decode("utf-8"),
+            waiting_on=waiting,
+            reason=waiting_reason(target, waiting),
+            parked_at=now,
+            checked_at=now,
+            checks=0,
         )
-        if s.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(await s.scalars(stmt))
-        blocked: set[str] = set()
-        released = 0
-        if rows:
-            # a key whose older message lies before this page is still blocked by it
-            earlier = await s.scalars(
-                select(Parked.key).where(
-                    Parked.target == self.conf.target,
-                    Parked.entity == ORDER,
-                    Parked.id <= after_id,
-                    Parked.key.in_({r.key for r in rows}),
-                )
+    )
+    await ctx.session.flush()
+
+
+async def release_parked(
+    ctx: FlowContext,
+    target: str,
+    entity: str,
+    route: Route,
+    limit: int,
+    now: datetime,
+    after_id: int = 0,
+) -> tuple[int, int]:
+    """Route the parked messages of (target, entity) whose dependencies arrived, oldest first
+    per key, stopping a key at its first message that still waits. Looks at ``limit`` rows
+    after ``after_id``; returns (released, last id looked at)."""
+    s = ctx.session
+    stmt = (
+        select(Parked)
+        .where(Parked.target == target, Parked.entity == entity, Parked.id > after_id)
+        .order_by(Parked.id)
+        .limit(limit)
+    )
+    if s.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(await s.scalars(stmt))
+    blocked: set[str] = set()
+    released = 0
+    if rows:
+        # a key whose older message lies before this page is still blocked by it
+        earlier = await s.scalars(
+            select(Parked.key).where(
+                Parked.target == target,
+                Parked.entity == entity,
+                Parked.id <= after_id,
+                Parked.key.in_({r.key for r in rows}),
             )
-            blocked.update(earlier)
-        for row in rows:
-            if row.key in blocked:
-                continue
-            env = Envelope.from_bytes(row.envelope.encode("utf-8"))
-            missing = await self.route(ctx, env, row.key, now)
-            if missing:
-                blocked.add(row.key)
-                waiting = [str(r) for r in missing]
-                if waiting != row.waiting_on:
-                    row.waiting_on = waiting
-                    row.reason = f"{self.conf.target} does not know yet: {', '.join(waiting)}"
-                row.checked_at = now
-                row.checks += 1
-                continue
-            await s.execute(delete(Parked).where(Parked.id == row.id))
-            released += 1
-        return released, rows[-1].id if rows else after_id
+        )
+        blocked.update(earlier)
+    for row in rows:
+        if row.key in blocked:
+            continue
+        env = Envelope.from_bytes(row.envelope.encode("utf-8"))
+        missing = await route(ctx, env, row.key, now)
+        if missing:
+            blocked.add(row.key)
+            waiting = [str(r) for r in missing]
+            if waiting != row.waiting_on:
+                row.waiting_on = waiting
+                row.reason = waiting_reason(target, waiting)
+            row.checked_at = now
+            row.checks += 1
+            continue
+        await s.execute(delete(Parked).where(Parked.id == row.id))
+        released += 1
+    return released, rows[-1].id if rows else after_id
 
 
 async def parked_overview(ctx: FlowContext, overdue_after_s: float) -> dict[str, Any]:
@@ -298,4 +349,12 @@ async def parked_overview(ctx: FlowContext, overdue_after_s: float) -> dict[str,
     }
 
 
-__all__ = ["NAME", "OrderRouter", "resolve"]
+__all__ = [
+    "NAME",
+    "OrderRouter",
+    "Router",
+    "park",
+    "parked_ahead",
+    "release_parked",
+    "resolve",
+]

@@ -324,6 +324,8 @@ def erp_boms(draw: st.DrawFn) -> dict[str, Any]:
                     if start and draw(st.booleans())
                     else None,
                     "EBORT": draw(maybe(text(20, ALNUM + ","))),
+                    # a change deletes items with the deletion indicator
+                    "FLDELETE": draw(st.sampled_from([None, "X"])),
                 }
             )
         )
@@ -361,6 +363,33 @@ def erp_stock(draw: st.DrawFn) -> dict[str, Any]:
         "LAEDA": f"{at:%Y%m%d}",
         "UZEIT": f"{at:%H%M%S}",
     }
+
+
+@st.composite
+def erp_channel_stock(draw: st.DrawFn) -> dict[str, Any]:
+    def q(signed: bool = False) -> str:
+        low = -(10**6) if signed else 0
+        value = draw(st.decimals(min_value=low, max_value=10**6, places=3, allow_nan=False))
+        return format_amount(value, 3)
+
+    at = draw(moments())
+    return compact(
+        {
+            "ZDEALER": draw(code("JXS-GD-", 4)),
+            "ZWHCODE": draw(st.sampled_from(["01", "02"])),
+            "MATNR": draw(code("1", 9)),
+            "KUNNR": draw(maybe(code("", 10))),
+            "ZREGION": draw(maybe(st.sampled_from(["华南", "华东"]))),
+            "LABST": q(signed=True),
+            "UMLME": q(),
+            "SPEME": q(),
+            "MEINS": draw(stable(ERP, "unit")),
+            "ZSOLD": draw(maybe(st.just(q()))),
+            "ZPERIOD": draw(maybe(st.just("2026-11"))),
+            "LAEDA": f"{at:%Y%m%d}",
+            "UZEIT": f"{at:%H%M%S}",
+        }
+    )
 
 
 @st.composite
@@ -421,6 +450,7 @@ def pdm_parts(draw: st.DrawFn) -> dict[str, Any]:
             "state": draw(any_code(PDM, "state")),
             "designer": draw(maybe(text(6))),
             "weight": format_quantity(weight) if weight is not None else None,
+            "erp_code": draw(maybe(code("", 10))),
             "created_at": draw(maybe(moments().map(lambda t: f"{t:%Y-%m-%d %H:%M:%S}"))),
         }
     )
@@ -726,6 +756,7 @@ CASES = [
     (ERP, "material", erp_materials()),
     (ERP, "bom", erp_boms()),
     (ERP, "stock", erp_stock()),
+    (ERP, "channel_stock", erp_channel_stock()),
     (ERP, "requisition", erp_requisitions()),
     (ERP, "release", erp_releases()),
     (PDM, "part", pdm_parts()),

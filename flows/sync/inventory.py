@@ -1,0 +1,45 @@
+"""Inventory routing decisions (pure).
+
+- ERP stock -> DRP factory stock (厂家库存), one record per plant/storage location and
+  material, filed under the sales region the configuration gives the plant
+  (``inventory.erp_to_drp.regions``); a plant the configuration does not name keeps the
+  region the ERP connector derived, if any.
+- DRP channel stock and sell-through -> the ERP's channel-stock table (a Z-table beside the
+  ERP's own stock, which the hub never writes), with the dealer's ERP customer number when
+  the hub knows it. Stock is a snapshot that the next one replaces, so nothing waits for the
+  dealer to be known: the dealer code identifies it in any case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CUSTOMER_NO = "erp.customer_no"
+
+
+def plant_of(location: str) -> str:
+    """The ERP plant of an ERP stock location ``<plant>/<storage location>``."""
+    return location.partition("/")[0]
+
+
+def dealer_of(location: str) -> str:
+    """The DRP dealer code of a channel-stock location ``<dealer code>/<warehouse>``."""
+    return location.partition("/")[0]
+
+
+def to_drp(body: Mapping[str, Any], regions: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(body)
+    region = regions.get(plant_of(str(body["location"])))
+    if region is not None:
+        out["region"] = region
+    return out
+
+
+def to_erp(body: Mapping[str, Any], customer_no: str | None) -> dict[str, Any]:
+    out = dict(body)
+    attributes = dict(body.get("attributes") or {})
+    if customer_no is not None:
+        attributes[CUSTOMER_NO] = customer_no
+    out["attributes"] = attributes
+    return out
