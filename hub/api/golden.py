@@ -33,6 +33,7 @@ router = APIRouter(tags=["golden records"])
 
 EntityName = Literal["customer", "material"]
 LINEAGE_MAX = 1000
+COUNT_CAP = 10_000  # golden list: counted up to this many matches
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -50,7 +51,10 @@ class GoldenSummary(BaseModel):
 
 
 class GoldenPage(BaseModel):
-    total: int
+    total: int = Field(description=f"matches, counted up to {COUNT_CAP:,}")
+    total_exact: bool = Field(
+        True, description=f"false when more than {COUNT_CAP:,} match (total is then the cap)"
+    )
     items: list[GoldenSummary]
 
 
@@ -287,18 +291,26 @@ async def list_golden(
         where.append(GoldenRecord.status == status)
     if q and q.strip():
         where.append(GoldenRecord.search_text.contains(fold(q), autoescape=True))
+    # The count stops at COUNT_CAP: counting a million rows per page view took longer than
+    # the page itself (bench/api_latency.py).
+    capped = select(GoldenRecord.golden_id).where(*where).limit(COUNT_CAP + 1).subquery()
     async with _sessions(request)() as s:
-        total = await s.scalar(select(func.count()).select_from(GoldenRecord).where(*where))
+        total = int(await s.scalar(select(func.count()).select_from(capped)) or 0)
         rows = (
             await s.execute(
                 select(GoldenRecord)
                 .where(*where)
-                .order_by(GoldenRecord.updated_at.desc(), GoldenRecord.golden_id)
+                # both descending: ix_golden_records_list read backwards gives this order
+                .order_by(GoldenRecord.updated_at.desc(), GoldenRecord.golden_id.desc())
                 .limit(limit)
                 .offset(offset)
             )
         ).scalars()
-        return GoldenPage(total=int(total or 0), items=[_summary(r) for r in rows])
+        return GoldenPage(
+            total=min(total, COUNT_CAP),
+            total_exact=total <= COUNT_CAP,
+            items=[_summary(r) for r in rows],
+        )
 
 
 @router.get("/golden/{entity}/{golden_id}", response_model=GoldenDetail)
