@@ -10,7 +10,7 @@ measured in the same run under the same load.
 
 Usage: ``python -m bench.api_latency [N] [--clients C] [--seconds S] [--keep]``
 (defaults 1,000,000, 50 clients, 8 s per endpoint; ``--keep`` leaves the database for
-EXPLAIN).
+EXPLAIN, ``--db NAME`` measures again on such a database; N must match what it holds).
 """
 
 from __future__ import annotations
@@ -192,29 +192,37 @@ def endpoints() -> list[tuple[str, str]]:
     ]
 
 
-async def drive(base: str, path: str) -> tuple[list[float], int]:
-    """C clients calling ``path`` back to back for SECONDS; latencies in seconds, errors."""
+async def drive(clients: list[httpx.AsyncClient], path: str) -> tuple[list[float], int]:
+    """Every client calling ``path`` back to back for SECONDS; latencies in seconds, errors."""
     lat: list[float] = []
     errors = 0
     deadline = time.perf_counter() + SECONDS
 
-    async def client() -> None:
+    async def one(c: httpx.AsyncClient) -> None:
         nonlocal errors
-        async with httpx.AsyncClient(
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            r = await c.get(path)
+            lat.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors += 1
+
+    await asyncio.gather(*(one(c) for c in clients))
+    return lat, errors
+
+
+def make_clients(base: str) -> list[httpx.AsyncClient]:
+    """Made before any clock starts: an AsyncClient loads a TLS context when it is created
+    (tens of ms of CPU), which inside the timed loop measured the driver, not the hub."""
+    return [
+        httpx.AsyncClient(
             base_url=base,
             headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
+            timeout=60,
             limits=httpx.Limits(max_connections=1),
-        ) as c:
-            while time.perf_counter() < deadline:
-                t = time.perf_counter()
-                r = await c.get(path)
-                lat.append(time.perf_counter() - t)
-                if r.status_code != 200:
-                    errors += 1
-
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return lat, errors
+        )
+        for _ in range(CLIENTS)
+    ]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -278,8 +286,10 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
     )
     print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
     health_p99 = 0.0
+    clients = make_clients(base)
+    await asyncio.gather(*(c.get("/health") for c in clients))  # connections open
     for label, path in endpoints():
-        lat, errors = await drive(base, path)
+        lat, errors = await drive(clients, path)
         p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
         if path == "/health":
             health_p99 = p99
@@ -289,12 +299,18 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
             f" {errors}",
             flush=True,
         )
+    for c in clients:
+        await c.aclose()
 
 
 def main() -> None:
     from hub.broker.embedded import free_port
 
-    name, url = asyncio.run(create_and_load())
+    reuse = sys.argv[sys.argv.index("--db") + 1] if "--db" in sys.argv else None
+    if reuse:  # a database kept by an earlier --keep run, already loaded
+        name, url = reuse, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{reuse}"
+    else:
+        name, url = asyncio.run(create_and_load())
     try:
         with tempfile.TemporaryFile() as log:
             port = free_port()
@@ -312,7 +328,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     finally:
-        if "--keep" in sys.argv:
+        if "--keep" in sys.argv or reuse:
             print(f"kept database {name}")
         else:
             asyncio.run(drop(name))

@@ -56,6 +56,9 @@ async def test_golden_list_pages_newest_first_and_caps_the_count(
             page = (await c.get("/golden/customer", params={"limit": 2})).json()
             assert [g["golden_id"] for g in page["items"]] == ["G-4", "G-3"]
             assert (page["total"], page["total_exact"]) == (5, True)
+            # shorter than a trigram: PostgreSQL searches it without the trigram index
+            short = (await c.get("/golden/customer", params={"q": "司3"})).json()
+            assert [g["golden_id"] for g in short["items"]] == ["G-3"], short
 
             monkeypatch.setattr(golden, "COUNT_CAP", 3)
             page = (await c.get("/golden/customer", params={"limit": 2, "offset": 2})).json()
