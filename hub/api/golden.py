@@ -299,17 +299,20 @@ async def list_golden(
             where.append(func.strpos(GoldenRecord.search_text, folded) > 0)
         elif folded:
             where.append(GoldenRecord.search_text.contains(folded, autoescape=True))
+        # only the summary's columns: profile, record and winners are JSON documents of a
+        # few KB each, decoded for nothing on a list page
+        cols = [getattr(GoldenRecord, f) for f in GoldenSummary.model_fields]
         rows = list(
             (
                 await s.execute(
-                    select(GoldenRecord)
+                    select(*cols)
                     .where(*where)
                     # both descending: ix_golden_records_list read backwards gives this order
                     .order_by(GoldenRecord.updated_at.desc(), GoldenRecord.golden_id.desc())
                     .limit(limit)
                     .offset(offset)
                 )
-            ).scalars()
+            ).mappings()
         )
         if offset == 0 and len(rows) < limit:
             total = len(rows)  # the page holds every match: nothing to count
@@ -321,7 +324,7 @@ async def list_golden(
         return GoldenPage(
             total=min(total, COUNT_CAP),
             total_exact=total <= COUNT_CAP,
-            items=[_summary(r) for r in rows],
+            items=[GoldenSummary(**r) for r in rows],
         )
 
 
