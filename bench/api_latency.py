@@ -284,6 +284,28 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
         "(one uvicorn worker), PostgreSQL",
         flush=True,
     )
+    # Service time first: one client, one request at a time (no queueing in the hub).
+    print("one client, sequential, 30 requests each (service time):")
+    serial: dict[str, float] = {}
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    ) as c:
+        for label, path in endpoints():
+            await c.get(path)
+            ts = []
+            for _ in range(30):
+                t = time.perf_counter()
+                r = await c.get(path)
+                ts.append(time.perf_counter() - t)
+                assert r.status_code == 200, (path, r.status_code, r.text[:200])
+            serial[path] = statistics.median(ts) * 1000
+            base_ms = serial.get("/health", serial[path])
+            print(
+                f"  {label:<32} median {serial[path]:7.1f} ms  "
+                f"ratio to /health {serial[path] / base_ms:5.1f}",
+                flush=True,
+            )
+    print(f"{CLIENTS} clients at once, each calling back to back:")
     print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
     health_p99 = 0.0
     clients = make_clients(base)
