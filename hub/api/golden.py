@@ -292,7 +292,8 @@ async def list_golden(
         where.append(GoldenRecord.status == status)
     folded = fold(q) if q and q.strip() else ""
     async with _sessions(request)() as s:
-        if folded and len(folded) < TRIGRAM and s.bind.dialect.name == "postgresql":
+        dialect = s.get_bind().dialect.name
+        if folded and len(folded) < TRIGRAM and dialect == "postgresql":
             # Too short for the trigram index, which PostgreSQL would still pick and then
             # recheck every row (seconds at a million); strpos keeps it on the list index,
             # newest first, stopping at the page.
