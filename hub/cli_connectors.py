@@ -616,6 +616,7 @@ async def _flush(
     from hub.core.dlq import Failure, dead_letter
     from hub.core.inbound import InboundRecord
     from hub.core.outbox import add_rows, envelope_values
+    from hub.ingest.store import native_headers
 
     async with sessions() as s, s.begin():
         await add_rows(
@@ -631,6 +632,7 @@ async def _flush(
                 headers=(
                     ("eai.source_system", system.encode()),
                     ("eai.file.sha256", sha.encode()),
+                    *native_headers(rejection),  # re-drivable through the mapping
                 ),
             )
             new = await dead_letter(

@@ -12,6 +12,11 @@ The optional patch is an RFC 7386 JSON merge patch applied to the JSON value. Be
 sent the result is validated the way the dead-lettering flow decodes it (for canonical topics
 ``Envelope.from_bytes`` and ``contracts.registry.validate_body``); an invalid result is not
 sent unless ``force``: it would only come back as a new dead letter.
+
+A native record a connector rejected at the hub's edge (webhook, polling, file import) has no
+topic to go back to: it is mapped again by its connector (hub.ingest.redrive) and, when it
+maps, its canonical envelopes are written to the outbox once (the dead letter is claimed with
+a conditional update, and the envelope ids derive from the dead letter).
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.errors import ContractError
 from hub.core.dlq import H as ERROR_PREFIX
 from hub.core.errors import PermanentError
-from hub.core.inbound import InboundRecord, headers_from_json
-from hub.core.outbox import add_rows, outbox_values
+from hub.core.inbound import InboundRecord, headers_from_json, headers_to_json
+from hub.core.outbox import add_rows, envelope_values, outbox_values
 from hub.core.processor import FlowSpec, decode_envelope
+from hub.ingest.redrive import NativeOrigin, native_origin, remap
 from hub.store.admin_models import DeadLetterRedrive
 from hub.store.models import DeadLetter
 
@@ -209,10 +215,14 @@ async def redrive(
                 out.reason = "discarded"
                 continue
             if not is_topic(dl.topic):
-                out.reason = (
-                    f"its origin {dl.topic!r} is not a Kafka topic (a rejected webhook or "
-                    "polled record): send the corrected record to the connector again"
-                )
+                native = native_origin(headers_from_json(dl.headers))
+                if native is None:
+                    out.reason = (
+                        f"its origin {dl.topic!r} is not a Kafka topic and it names no "
+                        "connector mapping: send the corrected record to the hub again"
+                    )
+                    continue
+                await _redrive_native(session, dl, out, native, patch, actor, now, dry_run)
                 continue
             value = dl.value
             if patch:
@@ -285,6 +295,79 @@ async def redrive(
             await session.flush()
             session.expunge(dl)
     return RedriveResult(dry_run, outcomes)
+
+
+async def _redrive_native(
+    session: AsyncSession,
+    dl: DeadLetter,
+    out: Outcome,
+    native: NativeOrigin,
+    patch: dict[str, Any] | None,
+    actor: str,
+    now: datetime,
+    dry_run: bool,
+) -> None:
+    """A connector's rejected native record: map it again (hub.ingest.redrive); if it maps,
+    its envelopes go to the outbox once. ``force`` cannot help: an unmappable record has no
+    canonical form to send."""
+    from contracts import topics
+
+    if dl.status == "redriven":
+        # Its envelopes were written once; a second re-drive would be a second effect.
+        out.reason = "already re-driven: its records were written once"
+        return
+    out.patched = bool(patch)
+    result = remap(native, dl.value, patch, id_base=dl.message_id or f"dead-letter/{dl.id}")
+    out.valid = result.error is None
+    out.validation = result.error or "ok"
+    if result.envelopes:
+        out.topic = topics.canonical(result.envelopes[0].entity)
+        out.key = result.envelopes[0].key
+        out.message_id = str(result.envelopes[0].message_id)
+    if dry_run:
+        text = result.value.decode(native.charset if not out.patched else "utf-8", "replace")
+        out.value_text = text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS else "")
+    if result.error is not None:
+        out.outcome = "invalid"
+        out.reason = f"the connector still rejects it: {result.error}"
+        return
+    if dry_run:
+        out.outcome = "would_send"
+        return
+    # Claim the dead letter: of two concurrent re-drives only one writes (the ids are stable
+    # too, so even a copy that got through would be a duplicate for the ledger).
+    claimed = await session.execute(
+        update(DeadLetter)
+        .where(DeadLetter.id == dl.id, DeadLetter.status == "new")
+        .values(status="redriven")
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        out.reason = "already re-driven: its records were written once"
+        return
+    extra = [
+        (REDRIVE_PREFIX + "dead_letter_id", str(dl.id).encode()),
+        (REDRIVE_PREFIX + "by", actor.encode()),
+        (REDRIVE_PREFIX + "patched", b"true" if out.patched else b"false"),
+    ]
+    rows = []
+    for env in result.envelopes:
+        row = envelope_values(topics.canonical(env.entity), env)
+        row["headers"] = [*row["headers"], *headers_to_json(extra)]  # type: ignore[misc]
+        rows.append(row)
+    await add_rows(session, rows)
+    session.add(
+        DeadLetterRedrive(
+            dead_letter_id=dl.id,
+            at=now,
+            actor=actor,
+            topic=out.topic or "",
+            message_id=out.message_id,
+            patch=patch,
+            forced=False,
+        )
+    )
+    out.outcome = "sent"
 
 
 async def discard(session: AsyncSession, ids: Sequence[int]) -> list[Outcome]:

@@ -259,16 +259,33 @@ def _digest(payload: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-@dataclass
 class _Seen:
-    version: Any  # flows.records.staleness.Version
-    op: str
-    digest: str
+    """A record's version as the dry run sees it. The content digest is only needed when two
+    versions tie, so it is computed on demand (most records never need it)."""
+
+    __slots__ = ("_digest", "_payload", "op", "version")
+
+    def __init__(self, version: Any, op: str, payload: Any) -> None:
+        self.version = version  # flows.records.staleness.Version
+        self.op = op
+        self._payload = payload  # a JSON value, or a zero-argument callable making one
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            payload = self._payload() if callable(self._payload) else self._payload
+            self._digest = _digest(payload)
+            self._payload = None
+        return self._digest
 
 
 class FlowDryRun:
     """Decode, validate and check the ledger as the flow would; write nothing. For the records
-    flow, also compare with ``source_records`` the way its handler does."""
+    flow, also compare with ``source_records`` the way its handler does.
+
+    Per chunk: one ledger query, then one ``source_records`` query for the keys of the
+    messages the ledger does not hold (a replay of what was applied reads no records)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], spec: FlowSpec, force: bool):
         self.sessions, self.spec, self.force = sessions, spec, force
@@ -294,26 +311,35 @@ class FlowDryRun:
         from flows.records.staleness import Verdict, Version, compare
 
         decoded = []
+        decode, check_body = self.spec.decode, self.spec.validate_body
         for rec in recs:
             try:
-                env = self.spec.decode(rec)
-                body = validate_body(env) if self.spec.validate_body else None
+                env = decode(rec)
+                body = validate_body(env) if check_body else None
             except (ContractError, PermanentError):
                 self.invalid += 1
                 continue
-            decoded.append((env, body))
-        ids = [str(env.message_id) for env, _ in decoded]
-        keys = {(record_kind(e), e.source_system, e.source_id) for e, _ in decoded}
-        keys -= set(self.state)
+            decoded.append((env, str(env.message_id), body))
         async with self.sessions() as s:
-            in_ledger = await already_processed(s, self.spec.name, ids)
-            if self.records and keys:
-                await self._load(s, keys)
-        for env, body in decoded:
-            mid = str(env.message_id)
+            in_ledger: set[str] = set()
+            if not self.force:
+                in_ledger = await already_processed(s, self.spec.name, [m for _, m, _ in decoded])
+            if self.records:
+                # (not ``keys - set(self.state)``: the state grows with the job, and walking
+                # it per chunk made a long dry run quadratic)
+                keys = {
+                    k
+                    for e, mid, _ in decoded
+                    if mid not in in_ledger
+                    and (k := (record_kind(e), e.source_system, e.source_id)) not in self.state
+                }
+                if keys:
+                    await self._load(s, keys)
+        seen_ids, state = self.seen_ids, self.state
+        for env, mid, body in decoded:
             entity = env.entity.value
-            skip = mid in self.seen_ids or (not self.force and mid in in_ledger)
-            self.seen_ids.add(mid)
+            skip = mid in seen_ids or mid in in_ledger
+            seen_ids.add(mid)
             if skip:
                 self.already_applied += 1
                 if self.records:
@@ -322,20 +348,32 @@ class FlowDryRun:
             if not self.records:
                 self.would_apply += 1
                 continue
-            payload = body.model_dump(mode="json") if body is not None else dict(env.body)
             key = (record_kind(env), env.source_system, env.source_id)
             version = Version(env.source_version, env.source_ts or env.occurred_at)
-            mine = _Seen(version, env.op.value, _digest(payload))
-            cur = self.state.get(key)
+            payload = (
+                (lambda b=body: b.model_dump(mode="json")) if body is not None else dict(env.body)
+            )
+            mine = _Seen(version, env.op.value, payload)
+            cur = state.get(key)
             if cur is None:
                 self._bump(entity, "would_create")
-                self.state[key] = mine
+                state[key] = mine
                 continue
-            same = cur.digest == mine.digest and cur.op == mine.op
+            if mine.version.number is not None and cur.version.number is not None:
+                # Version numbers decide alone unless they tie: no digest needed.
+                same = mine.version.number == cur.version.number and (
+                    cur.op == mine.op and cur.digest == mine.digest
+                )
+            else:
+                same = (
+                    mine.version.ts == cur.version.ts
+                    and cur.op == mine.op
+                    and cur.digest == mine.digest
+                )
             verdict, _ = compare(mine.version, cur.version, same)
             if verdict is Verdict.newer:
                 self._bump(entity, "would_update")
-                self.state[key] = mine
+                state[key] = mine
             elif verdict is Verdict.stale:
                 self._bump(entity, "stale")
             else:
@@ -361,7 +399,7 @@ class FlowDryRun:
                 ).where(tuple_(*cols).in_(wanted[i : i + 500]))
             )
             for e, sysname, sid, ver, ts, upd, op, payload in rows:
-                self.state[(e, sysname, sid)] = _Seen(Version(ver, ts or upd), op, _digest(payload))
+                self.state[(e, sysname, sid)] = _Seen(Version(ver, ts or upd), op, payload)
 
     def restore(self, report: dict[str, Any]) -> None:
         """Counts of a resumed job (the in-memory view of what earlier chunks would have
@@ -637,17 +675,7 @@ class JobRun:
         idle_limit = self.runner.idle_timeout_s
         while pending:
             self.check()
-            batches = await consumer.getmany(
-                *sorted(pending), timeout_ms=300, max_records=self.chunk
-            )
-            recs: list[InboundRecord] = []
-            for tp in sorted(batches):
-                plan = self.plans[tp.partition]
-                recs.extend(
-                    InboundRecord.from_kafka(r)
-                    for r in batches[tp]
-                    if plan.next <= r.offset < plan.stop
-                )
+            recs = await self._fetch(consumer, sorted(pending))
             if recs:
                 idle_since = time.monotonic()
                 await self._consume(recs)
@@ -668,6 +696,30 @@ class JobRun:
                         f"short of their end: {short}"
                     )
                 await self._save()
+
+    async def _fetch(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> list[InboundRecord]:
+        """Up to one chunk of records in range. A fetch answers with what the client holds
+        (often one partition's few dozen records); taking what else is already there, without
+        waiting, makes chunks full, and each chunk costs a store round trip or transaction."""
+        recs: list[InboundRecord] = []
+        timeout_ms = 300
+        while len(recs) < self.chunk:
+            batches = await consumer.getmany(
+                *tps, timeout_ms=timeout_ms, max_records=self.chunk - len(recs)
+            )
+            if not batches:
+                break
+            for tp in sorted(batches):
+                plan = self.plans[tp.partition]
+                recs.extend(
+                    InboundRecord.from_kafka(r)
+                    for r in batches[tp]
+                    if plan.next <= r.offset < plan.stop
+                )
+            timeout_ms = 0
+        return recs
 
     async def _consume(self, recs: list[InboundRecord]) -> None:
         """Gate, filter and deliver in chunks; positions advance with what was delivered."""

@@ -71,11 +71,19 @@ def create_app(hub: Hub) -> FastAPI:
         await refresh_gauges(hub)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    from hub.api.cache import Coalesced
+
+    topics_cache: Coalesced[list[dict[str, Any]]] = Coalesced(ttl_s=1.0)
+
     @app.get("/topics", tags=["monitoring"], dependencies=viewer)
     async def list_topics() -> list[dict[str, Any]]:
         """Every topic and partition with its true end offset (correct on the embedded broker
         too) and, for each flow consuming it, the offset its consumer group committed (all
-        workers together) and the lag."""
+        workers together) and the lag. At most a second old: concurrent callers share one
+        round of broker requests."""
+        return await topics_cache.get(_topics)
+
+    async def _topics() -> list[dict[str, Any]]:
         from hub.broker.kafka import committed_offsets, topic_end_offsets
 
         parts = await topic_end_offsets(hub.settings, hub.bootstrap)

@@ -33,6 +33,8 @@ router = APIRouter(tags=["golden records"])
 
 EntityName = Literal["customer", "material"]
 LINEAGE_MAX = 1000
+COUNT_CAP = 1_000  # golden list: counted up to this many matches
+TRIGRAM = 3  # pg_trgm serves substring patterns of at least this many characters
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -50,7 +52,10 @@ class GoldenSummary(BaseModel):
 
 
 class GoldenPage(BaseModel):
-    total: int
+    total: int = Field(description=f"matches, counted up to {COUNT_CAP:,}")
+    total_exact: bool = Field(
+        True, description=f"false when more than {COUNT_CAP:,} match (total is then the cap)"
+    )
     items: list[GoldenSummary]
 
 
@@ -285,20 +290,43 @@ async def list_golden(
     where = [GoldenRecord.entity == entity]
     if status != "all":
         where.append(GoldenRecord.status == status)
-    if q and q.strip():
-        where.append(GoldenRecord.search_text.contains(fold(q), autoescape=True))
+    folded = fold(q) if q and q.strip() else ""
     async with _sessions(request)() as s:
-        total = await s.scalar(select(func.count()).select_from(GoldenRecord).where(*where))
-        rows = (
-            await s.execute(
-                select(GoldenRecord)
-                .where(*where)
-                .order_by(GoldenRecord.updated_at.desc(), GoldenRecord.golden_id)
-                .limit(limit)
-                .offset(offset)
-            )
-        ).scalars()
-        return GoldenPage(total=int(total or 0), items=[_summary(r) for r in rows])
+        dialect = s.get_bind().dialect.name
+        if folded and len(folded) < TRIGRAM and dialect == "postgresql":
+            # Too short for the trigram index, which PostgreSQL would still pick and then
+            # recheck every row (seconds at a million); strpos keeps it on the list index,
+            # newest first, stopping at the page.
+            where.append(func.strpos(GoldenRecord.search_text, folded) > 0)
+        elif folded:
+            where.append(GoldenRecord.search_text.contains(folded, autoescape=True))
+        # only the summary's columns: profile, record and winners are JSON documents of a
+        # few KB each, decoded for nothing on a list page
+        cols = [getattr(GoldenRecord, f) for f in GoldenSummary.model_fields]
+        rows = list(
+            (
+                await s.execute(
+                    select(*cols)
+                    .where(*where)
+                    # both descending: ix_golden_records_list read backwards gives this order
+                    .order_by(GoldenRecord.updated_at.desc(), GoldenRecord.golden_id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ).mappings()
+        )
+        if offset == 0 and len(rows) < limit:
+            total = len(rows)  # the page holds every match: nothing to count
+        else:
+            # The count stops at COUNT_CAP: counting a million rows per page view took longer
+            # than the page itself (bench/api_latency.py).
+            capped = select(GoldenRecord.golden_id).where(*where).limit(COUNT_CAP + 1).subquery()
+            total = int(await s.scalar(select(func.count()).select_from(capped)) or 0)
+        return GoldenPage(
+            total=min(total, COUNT_CAP),
+            total_exact=total <= COUNT_CAP,
+            items=[GoldenSummary(**r) for r in rows],
+        )
 
 
 @router.get("/golden/{entity}/{golden_id}", response_model=GoldenDetail)

@@ -49,12 +49,18 @@ async def receive(
     raw = await request.body()
     if len(raw) > limit:
         raise HTTPException(413, f"body of {len(raw)} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}")
-    results = conn.decode(entity, raw, charset=_charset(content_type), source="webhook")
+    charset = _charset(content_type)
+    results = conn.decode(entity, raw, charset=charset, source="webhook")
     id_parts = ("webhook", system, entity, idempotency_key) if idempotency_key else None
     try:
         async with hub.sessions() as s, s.begin():
             out = await write(
-                s, results, origin=f"webhook:{system}.{entity}", flow="ingest", id_parts=id_parts
+                s,
+                results,
+                origin=f"webhook:{system}.{entity}",
+                flow="ingest",
+                id_parts=id_parts,
+                charset=charset,
             )
     except OperationalError as exc:
         # The store is busy or away (SQLite's one writer held past its busy timeout, a

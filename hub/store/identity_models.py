@@ -52,7 +52,12 @@ class GoldenRecord(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    __table_args__ = (Index("ix_golden_records_entity_status", "entity", "status", "golden_id"),)
+    __table_args__ = (
+        Index("ix_golden_records_entity_status", "entity", "status", "golden_id"),
+        # the admin list, newest change first (migration 0005a; on PostgreSQL also a pg_trgm
+        # index on search_text, created there only)
+        Index("ix_golden_records_list", "entity", "status", "updated_at", "golden_id"),
+    )
 
 
 class GoldenMember(Base):

@@ -1,0 +1,360 @@
+"""Admin API latency under load, with 1,000,000 golden records in PostgreSQL.
+
+Setup: a temporary PostgreSQL database (127.0.0.1:5432, like tests/conftest.py) migrated by
+the hub, then loaded with COPY: N golden customers (one member each) and 20,000 dead letters.
+The hub (``eai-hub run``: embedded broker, flows, admin API) runs in its own process on that
+database; this process drives the load over loopback: C concurrent clients (httpx, one
+connection each) calling one endpoint for a fixed time, endpoint after endpoint. Reported per
+endpoint: requests/s, p50 and p99 latency, and p99 as a ratio to /health (no store work)
+measured in the same run under the same load.
+
+Usage: ``python -m bench.api_latency [N] [--clients C] [--seconds S] [--keep]``
+(defaults 1,000,000, 50 clients, 8 s per endpoint; ``--keep`` leaves the database for
+EXPLAIN, ``--db NAME`` measures again on such a database; N must match what it holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+TOKEN = "eai_bench-admin-token-not-a-secret"
+
+
+def _arg(name: str, default: int) -> int:
+    if name in sys.argv:
+        return int(sys.argv[sys.argv.index(name) + 1])
+    return default
+
+
+POSITIONAL = [
+    a for i, a in enumerate(sys.argv[1:], 1) if a.isdigit() and not sys.argv[i - 1].startswith("--")
+]
+N = int(POSITIONAL[0]) if POSITIONAL else 1_000_000
+CLIENTS = _arg("--clients", 50)
+SECONDS = _arg("--seconds", 8)
+DEAD_LETTERS = 20_000
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+CITIES = ["深圳", "上海", "北京", "广州", "杭州", "成都", "武汉", "沈阳", "西安", "南京"]
+
+
+def golden_id(i: int) -> str:
+    return f"G-{uuid.UUID(int=i):}"
+
+
+async def load(url_db: str) -> None:
+    """COPY the golden records, their members and some dead letters."""
+    import asyncpg
+
+    conn = await asyncpg.connect(**PG, database=url_db)
+    try:
+        now = datetime.now(UTC)
+        t0 = time.perf_counter()
+
+        def golden_rows() -> Any:
+            for i in range(N):
+                name = f"{CITIES[i % 10]}市{SURNAMES[i % 20]}氏{i}号贸易有限公司"
+                record = json.dumps({"kind": "organization", "name": name}, ensure_ascii=False)
+                yield (
+                    golden_id(i),
+                    "customer",
+                    "{}",
+                    record,
+                    "{}",
+                    "active",
+                    None,
+                    name,
+                    f"{name} crm:c{i:07d}".casefold(),
+                    1,
+                    1,
+                    now - timedelta(seconds=N - i),
+                    now - timedelta(seconds=N - i),
+                )
+
+        await conn.copy_records_to_table(
+            "golden_records",
+            records=golden_rows(),
+            columns=[
+                "golden_id",
+                "entity",
+                "profile",
+                "record",
+                "winners",
+                "status",
+                "merged_into",
+                "name",
+                "search_text",
+                "member_count",
+                "version",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "golden_members",
+            records=(
+                ("customer", "crm", f"C{i:07d}", golden_id(i), "new", 1.0, "{}", None, now)
+                for i in range(N)
+            ),
+            columns=[
+                "entity",
+                "source_system",
+                "source_id",
+                "golden_id",
+                "action",
+                "score",
+                "evidence",
+                "message_id",
+                "linked_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "dead_letters",
+            records=(
+                (
+                    "records",
+                    "validate",
+                    f"field 'body.name' value '' : must not be blank (#{i})",
+                    "ContractError",
+                    "canonical.customer",
+                    i % 6,
+                    i,
+                    b"crm:C1",
+                    b'{"x": 1}',
+                    "[]",
+                    None,
+                    "crm",
+                    1,
+                    now,
+                    now,
+                    "new",
+                )
+                for i in range(DEAD_LETTERS)
+            ),
+            columns=[
+                "flow",
+                "stage",
+                "reason",
+                "error_class",
+                "topic",
+                "partition",
+                "offset",
+                "key",
+                "value",
+                "headers",
+                "message_id",
+                "source_system",
+                "attempts",
+                "first_failure_at",
+                "last_failure_at",
+                "status",
+            ],
+        )
+        await conn.execute("ANALYZE")
+        print(
+            f"loaded {N:,} golden records + members, {DEAD_LETTERS:,} dead letters "
+            f"in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+    finally:
+        await conn.close()
+
+
+def endpoints() -> list[tuple[str, str]]:
+    mid = golden_id(N // 2)
+    return [
+        ("/health (baseline, no store)", "/health"),
+        ("/flows", "/flows"),
+        ("/topics", "/topics"),
+        ("/deliveries", "/deliveries"),
+        ("/golden/customer (first page)", "/golden/customer?limit=50"),
+        ("/golden/customer?q= (search)", f"/golden/customer?q=crm:c{N // 3:07d}&limit=50"),
+        ("/golden/customer?q= (common)", "/golden/customer?q=深圳&limit=50"),
+        ("/golden/customer/{id}", f"/golden/customer/{mid}"),
+        ("/review", "/review?limit=50"),
+        ("/dead-letters (first page)", "/dead-letters?limit=50"),
+        ("/dead-letters?reason=", "/dead-letters?reason=%2312345&limit=50"),
+        ("/urges/stats", "/urges/stats"),
+        ("/approvals", "/approvals?limit=50"),
+        ("/metrics", "/metrics"),
+    ]
+
+
+async def drive(clients: list[httpx.AsyncClient], path: str) -> tuple[list[float], int]:
+    """Every client calling ``path`` back to back for SECONDS; latencies in seconds, errors."""
+    lat: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + SECONDS
+
+    async def one(c: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            r = await c.get(path)
+            lat.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors += 1
+
+    await asyncio.gather(*(one(c) for c in clients))
+    return lat, errors
+
+
+def make_clients(base: str) -> list[httpx.AsyncClient]:
+    """Made before any clock starts: an AsyncClient loads a TLS context when it is created
+    (tens of ms of CPU), which inside the timed loop measured the driver, not the hub."""
+    return [
+        httpx.AsyncClient(
+            base_url=base,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=1),
+        )
+        for _ in range(CLIENTS)
+    ]
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else 0.0
+
+
+async def create_and_load() -> tuple[str, str]:
+    import asyncpg
+
+    from hub.store import db
+
+    name = f"eai_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(**PG, database="test")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    engine = db.create_engine(url)
+    await db.migrate(engine)
+    await engine.dispose()
+    await load(name)
+    return name, url
+
+
+async def drop(name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(**PG, database="test")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def start_hub(url: str, port: int, log: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    env.update(
+        EAI_DATABASE_URL=url, EAI_ADMIN_TOKEN=TOKEN, EAI_PORT=str(port), EAI_LOG_LEVEL="WARNING"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "run"], env=env, stdout=log, stderr=log
+    )
+
+
+async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base) as c:
+        for _ in range(600):
+            try:
+                if (await c.get("/health")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("the hub exited before answering /health")
+            await asyncio.sleep(0.1)
+    print(
+        f"{CLIENTS} clients, {SECONDS}s per endpoint, hub in its own process "
+        "(one uvicorn worker), PostgreSQL",
+        flush=True,
+    )
+    # Service time first: one client, one request at a time (no queueing in the hub).
+    print("one client, sequential, 30 requests each (service time):")
+    serial: dict[str, float] = {}
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+    ) as c:
+        for label, path in endpoints():
+            await c.get(path)
+            ts = []
+            for _ in range(30):
+                t = time.perf_counter()
+                r = await c.get(path)
+                ts.append(time.perf_counter() - t)
+                assert r.status_code == 200, (path, r.status_code, r.text[:200])
+            serial[path] = statistics.median(ts) * 1000
+            base_ms = serial.get("/health", serial[path])
+            print(
+                f"  {label:<32} median {serial[path]:7.1f} ms  "
+                f"ratio to /health {serial[path] / base_ms:5.1f}",
+                flush=True,
+            )
+    print(f"{CLIENTS} clients at once, each calling back to back:")
+    print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
+    health_p99 = 0.0
+    clients = make_clients(base)
+    await asyncio.gather(*(c.get("/health") for c in clients))  # connections open
+    for label, path in endpoints():
+        lat, errors = await drive(clients, path)
+        p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
+        if path == "/health":
+            health_p99 = p99
+        ratio = p99 / health_p99 if health_p99 else 0.0
+        print(
+            f"{label:<32} {len(lat) / SECONDS:>7.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>10.2f}"
+            f" {errors}",
+            flush=True,
+        )
+    for c in clients:
+        await c.aclose()
+
+
+def main() -> None:
+    from hub.broker.embedded import free_port
+
+    reuse = sys.argv[sys.argv.index("--db") + 1] if "--db" in sys.argv else None
+    if reuse:  # a database kept by an earlier --keep run, already loaded
+        name, url = reuse, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{reuse}"
+    else:
+        name, url = asyncio.run(create_and_load())
+    try:
+        with tempfile.TemporaryFile() as log:
+            port = free_port()
+            proc = start_hub(url, port, log)
+            try:
+                asyncio.run(measure(f"http://127.0.0.1:{port}", proc))
+            except Exception:
+                log.seek(0)
+                print(log.read().decode("utf-8", "replace")[-3000:])
+                raise
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    finally:
+        if "--keep" in sys.argv or reuse:
+            print(f"kept database {name}")
+        else:
+            asyncio.run(drop(name))
+
+
+if __name__ == "__main__":
+    main()
