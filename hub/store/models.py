@@ -170,6 +170,5 @@ class KeyValue(Base):
     updated_at: Mapped[datetime]
 
 
-
 # Feature tables live in their own modules; importing them registers them.
 from hub.store import admin_models, delivery_models, identity_models, urge_models  # noqa: E402, F401

@@ -118,9 +118,10 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
         assert sum(t["end_offset"] for t in parts) == 6, "3 accepted + 3 repeated by the retry"
         records = [t for t in parts if t["flow"] == "records"]
         assert records and all(t["lag"] == 0 for t in records), records
-        assert 'eai_consumer_lag{flow="records",partition="0",topic="canonical.customer"} 0.0' in (
-            await c.get("/metrics")
-        ).text
+        assert (
+            'eai_consumer_lag{flow="records",partition="0",topic="canonical.customer"} 0.0'
+            in (await c.get("/metrics")).text
+        )
 
 
 def _counter(flow: str, outcome: str) -> float:
