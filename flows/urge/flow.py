@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,13 +33,15 @@ from contracts import topics
 from contracts.approval import ApprovalDecision, ApprovalRequest
 from contracts.envelope import Entity, Envelope, Op
 from flows.urge.calendar import BusinessCalendar, CalendarError
-from flows.urge.ladder import ApprovalFacts, ApprovalPlan, PlanError, plan
+from flows.urge.ladder import URGE_NAMESPACE, ApprovalFacts, ApprovalPlan, PlanError, plan
 from flows.urge.policy import DEFAULT_POLICY_PATH, UrgePolicy, load_policy
 from hub.core.errors import PermanentError
 from hub.core.processor import FlowContext, FlowSpec, Handler, Item
 from hub.store.urge_models import Approval, PendingDecision
 
 NAME = "urges"
+# Where approvals are decided and urges delivered: requests from the other systems go there.
+WORKFLOW_SYSTEM = "oa"
 OPEN = "open"
 DECISIONS = ("approved", "rejected", "withdrawn")
 # Request attributes that carry the workflow status in the origin system: a request whose
@@ -193,6 +196,7 @@ class _Batch:
             values = self._new(key, env, body, data, facts)
             self.held[key] = _Held(values, new=True, dirty=True)
             self._apply_pending(self.held[key])
+            self._forward(env, body, key)
             return
         v = cur.values
         round_ = int(v["round"])
@@ -219,6 +223,21 @@ class _Batch:
         if status is not None and v["status"] == OPEN:
             self._decide(cur, status, env.source_system, _ts(env), str(env.message_id))
         cur.dirty = True
+        self._forward(env, body, v["key"])
+
+    def _forward(self, env: Envelope, body: ApprovalRequest, key: str) -> None:
+        """A request from another system goes to the workflow system (OA), where the
+        approver decides it and where the urges land: keyed like its urges, so delivery,
+        strictly ordered per key, puts the form in OA before any reminder about it."""
+        if env.source_system == WORKFLOW_SYSTEM or _status_attribute(body) is not None:
+            return  # OA's own form (no echo), or one already decided where it started
+        out = env.caused(
+            # Deterministic: a batch applied again emits the same message, which the
+            # delivery flow's ledger drops.
+            message_id=uuid.uuid5(URGE_NAMESPACE, f"forward/{env.message_id}"),
+            occurred_at=self.now,
+        )
+        self.ctx.emit(topics.outbound(WORKFLOW_SYSTEM), out, key=key)
 
     def _plan(
         self, key: str, data: Mapping[str, Any], round_: int
@@ -499,11 +518,15 @@ class UrgeHandler:
 
 
 def configured_policy(path: str | os.PathLike[str] | None = None) -> UrgePolicy:
-    """The urge policy at ``path``, else at ``$EAI_URGE_POLICY``, else the shipped
-    ``default_policy.yaml``; validated once per file (:class:`PolicyError` lists every
-    problem). The flow and the scheduler of one process get the same object."""
-    chosen = path or os.environ.get("EAI_URGE_POLICY") or DEFAULT_POLICY_PATH
-    return _load(os.fspath(chosen))
+    """The urge policy at ``path``, else at the ``EAI_URGE_POLICY`` setting (environment or
+    ``.env``), else the shipped ``default_policy.yaml``; validated once per file
+    (:class:`PolicyError` lists every problem). The flow and the scheduler of one process get
+    the same object."""
+    if path is None:
+        from hub.settings import Settings
+
+        path = Settings().urge_policy
+    return _load(os.fspath(path or DEFAULT_POLICY_PATH))
 
 
 @lru_cache(maxsize=8)
