@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         250, ge=10, description="how often an idle deliverer looks for due retries"
     )
 
-    # Approval urges (flows/urge, docs/urges.md).
+    # Approval urges (flows/urge; the policy format is documented in default_policy.yaml).
     urge_policy: Path | None = Field(
         None,
         description="urge policy YAML, validated at start (exit 2 naming field, value, rule); "

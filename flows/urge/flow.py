@@ -1,9 +1,10 @@
 """The urge flow: accepted approval requests and decisions -> the approvals table and its timer.
 
 Consumes ``changes.approval`` (requests: op ``request``/``upsert``, body ApprovalRequest;
-decisions: op ``decide``, body ApprovalDecision; op ``delete`` = withdrawn). Per batch: one
-query for the approvals concerned, one for early decisions, then bulk writes. Sending urges is
-the scheduler's job (``hub.urge_scheduler``); this flow only keeps each approval's facts, plan,
+decisions: op ``decide``, body ApprovalDecision; op ``delete`` = withdrawn). Requests from
+other systems are forwarded to ``outbound.oa``, OA being where approvals are decided and
+urges read (docs/decisions.md 23). Per batch: one query for the approvals concerned, one for
+early decisions, then bulk writes. Sending urges is the scheduler's job (``hub.urge_scheduler``); this flow only keeps each approval's facts, plan,
 status and ``next_due_at`` (the first moment anything could be due, never later: the scheduler
 asks :func:`flows.urge.next_action` what is really due, so an early timer costs one look).
 
@@ -227,15 +228,14 @@ class _Batch:
 
     def _forward(self, env: Envelope, body: ApprovalRequest, key: str) -> None:
         """A request from another system goes to the workflow system (OA), where the
-        approver decides it and where the urges land: keyed like its urges, so delivery,
-        strictly ordered per key, puts the form in OA before any reminder about it."""
+        approver decides it and where its urges land. Keyed by the approval: delivery keeps
+        the form's OA id under that key, so a changed request updates the same form."""
         if env.source_system == WORKFLOW_SYSTEM or _status_attribute(body) is not None:
             return  # OA's own form (no echo), or one already decided where it started
         out = env.caused(
             # Deterministic: a batch applied again emits the same message, which the
             # delivery flow's ledger drops.
             message_id=uuid.uuid5(URGE_NAMESPACE, f"forward/{env.message_id}"),
-            occurred_at=self.now,
         )
         self.ctx.emit(topics.outbound(WORKFLOW_SYSTEM), out, key=key)
 

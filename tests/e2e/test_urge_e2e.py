@@ -201,7 +201,9 @@ async def test_erp_requisition_is_urged_in_oa_up_the_ladder_to_the_superior(
 
             await wait_until(delivered, what="the urges in OA's reminder inbox", timeout=30)
             await asyncio.sleep(0.5)  # a straggler would show now
-            reminders = await inbox(oa, "/api/reminders")
+            # Each urge is a record of its own (keyed by its id), delivered concurrently with
+            # the others, so the inbox's arrival order is not the ladder's: sort by sequence.
+            reminders = sorted(await inbox(oa, "/api/reminders"), key=lambda m: int(m["seq"]))
             stats = (await oa.get("/_sim/stats")).json()
         finally:
             await hub.stop()

@@ -226,6 +226,28 @@ def test_maintenance_renewal_without_expiry_uses_the_fallback_or_fails() -> None
         plan(req, strict, CAL)
 
 
+def test_a_type_an_operator_adds_is_planned_by_its_own_rules() -> None:
+    # Service dispatch (DOMAIN.md: within 6 working hours in the city), added to the YAML.
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8") + (
+        "\n  service_dispatch:\n"
+        "    name: 服务派工\n"
+        "    ladder: urgent\n"
+        "    bands:\n"
+        "      - {authority: sales_manager, deadline: 6 working hours}\n"
+    )
+    policy = parse_policy(text)
+    # Monday 23 Nov 2026 10:00 + 6 working hours: 2 h before lunch, 4 h after it -> 17:30.
+    req = request(type="service_dispatch", amount=None, submitted_at=at(2026, 11, 23, 10))
+    p = plan(req, policy, CAL)
+    assert (p.type_key, p.type_fallback, p.authority) == (
+        "service_dispatch",
+        False,
+        "sales_manager",
+    )
+    assert p.deadline == at(2026, 11, 23, 17, 30)
+    assert [s.channel for s in p.steps][0] == "im"  # the urgent ladder starts on IM
+
+
 def test_complaints_are_due_six_calendar_days_after_intake() -> None:
     req = request(type="complaint", amount=Decimal(800), submitted_at=at(2026, 11, 21, 22, 30))
     p = plan(req, POLICY, CAL)
