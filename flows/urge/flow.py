@@ -4,9 +4,10 @@ Consumes ``changes.approval`` (requests: op ``request``/``upsert``, body Approva
 decisions: op ``decide``, body ApprovalDecision; op ``delete`` = withdrawn). Requests from
 other systems are forwarded to ``outbound.oa``, OA being where approvals are decided and
 urges read (docs/decisions.md 23). Per batch: one query for the approvals concerned, one for
-early decisions, then bulk writes. Sending urges is the scheduler's job (``hub.urge_scheduler``); this flow only keeps each approval's facts, plan,
-status and ``next_due_at`` (the first moment anything could be due, never later: the scheduler
-asks :func:`flows.urge.next_action` what is really due, so an early timer costs one look).
+early decisions, then bulk writes. Sending urges is the scheduler's job
+(``hub.urge_scheduler``); this flow only keeps each approval's facts, plan, status and
+``next_due_at`` (the first moment anything could be due, never later: the scheduler asks
+:func:`flows.urge.next_action` what is really due, so an early timer costs one look).
 
 Identity. An approval is keyed hub-wide by ``origin_system:approval_id``. The canonical
 ``approval_id`` is the id in the system where the approval started, so a decision that OA sends

@@ -245,7 +245,7 @@ def test_a_type_an_operator_adds_is_planned_by_its_own_rules() -> None:
         "sales_manager",
     )
     assert p.deadline == at(2026, 11, 23, 17, 30)
-    assert [s.channel for s in p.steps][0] == "im"  # the urgent ladder starts on IM
+    assert p.steps[0].channel == "im"  # the urgent ladder starts on IM
 
 
 def test_complaints_are_due_six_calendar_days_after_intake() -> None:
