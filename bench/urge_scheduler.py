@@ -387,7 +387,7 @@ def main() -> None:
             if not pg_reachable():
                 print(f"\n[PostgreSQL] skipped: nothing answers on {PG[0]}:{PG[1]}")
                 continue
-            name = f"eai_bench_{uuid.uuid4().hex[:10]}"
+            name = f"eai_bench_urge_{uuid.uuid4().hex[:10]}"
             asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
             try:
                 url = f"postgresql+asyncpg://postgres@{PG[0]}:{PG[1]}/{name}"
