@@ -35,8 +35,22 @@ def _logging(level: str) -> None:
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(msg)}")
     raise typer.Exit(2)
+
+
+def _check_urge_policy(settings: Settings) -> None:
+    """Load and validate the urge policy before anything starts: a wrong file stops the hub
+    with exit code 2 and every problem (line, field, value, rule), not a traceback later."""
+    from flows.urge.flow import configured_policy
+    from flows.urge.policy import DEFAULT_POLICY_PATH, PolicyError
+
+    try:
+        configured_policy(settings.urge_policy or DEFAULT_POLICY_PATH)
+    except PolicyError as exc:
+        _fail(f"EAI_URGE_POLICY: {exc}")
 
 
 @app.command()
@@ -49,6 +63,7 @@ def run(
     overrides = {k: v for k, v in {"workers": workers, "host": host, "port": port}.items() if v}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     _logging(settings.log_level)
+    _check_urge_policy(settings)
     asyncio.run(_run(settings))
 
 
@@ -105,6 +120,7 @@ def worker() -> None:
     _logging(settings.log_level)
     if not settings.kafka_bootstrap:
         _fail("a worker joins a running hub: set EAI_KAFKA_BOOTSTRAP")
+    _check_urge_policy(settings)
     from hub.runtime import serve
 
     asyncio.run(serve(settings, serve_api=False))

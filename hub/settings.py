@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         250, ge=10, description="how often an idle deliverer looks for due retries"
     )
 
+    # Approval urges (flows/urge; the policy format is documented in default_policy.yaml).
+    urge_policy: Path | None = Field(
+        None,
+        description="urge policy YAML, validated at start (exit 2 naming field, value, rule); "
+        "unset: the shipped flows/urge/default_policy.yaml",
+    )
+
     # API.
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")

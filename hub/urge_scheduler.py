@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -95,6 +96,7 @@ class SchedulerMetrics:
     errors: int = 0
     last_error: str | None = None
     last_tick_s: float = 0.0
+    last_find_s: float = 0.0  # finding (and leasing) the due approvals, in the last tick
 
 
 @dataclass
@@ -247,11 +249,13 @@ class UrgeScheduler:
     ) -> tuple[list[Approval], str, dict[str, list[UrgeRecord]]]:
         token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
         async with self.sessions() as s, s.begin():
+            t0 = time.perf_counter()
+            # Find: ids only, on the next_due_at index. No status condition: decided
+            # approvals have no next_due_at (the write below heals any that do), and an
+            # equality on status would make SQLite scan every open approval instead of the
+            # index range.
             q = (
-                select(Approval)
-                # No status condition: decided approvals have no next_due_at (the write
-                # below heals any that do), and an equality on status would make SQLite scan
-                # every open approval instead of the next_due_at index range.
+                select(Approval.id)
                 .where(
                     Approval.next_due_at <= now,
                     or_(Approval.lease_until.is_(None), Approval.lease_until < now),
@@ -261,13 +265,24 @@ class UrgeScheduler:
             )
             if self._is_pg(s):
                 q = q.with_for_update(skip_locked=True)
-            rows = list((await s.execute(q)).scalars())
-            if not rows:
+            ids = list((await s.execute(q)).scalars())
+            if ids:
+                await s.execute(
+                    update(Approval)
+                    .where(Approval.id.in_(ids))
+                    .values(lease_until=now + self.lease, leased_by=token)
+                    .execution_options(synchronize_session=False)
+                )
+            self.metrics.last_find_s = time.perf_counter() - t0
+            if not ids:
                 return [], token, {}
-            await s.execute(
-                update(Approval)
-                .where(Approval.id.in_([r.id for r in rows]))
-                .values(lease_until=now + self.lease, leased_by=token)
+            # Load: the leased rows and what was sent for them (the decision's inputs).
+            rows = list(
+                (
+                    await s.execute(
+                        select(Approval).where(Approval.id.in_(ids)).order_by(Approval.next_due_at)
+                    )
+                ).scalars()
             )
             urges = await self._urges_of(s, rows)
         return rows, token, urges
@@ -566,8 +581,10 @@ class UrgeScheduler:
             correlation_id=uuid.UUID(row.correlation_id) if row.correlation_id else None,
             body=body.model_dump(mode="json"),
         )
-        # Keyed by the approval: its urges reach OA in order.
-        return envelope_values(self.topic, env, key=row.key)
+        # Keyed by the urge itself (hub:<urge_id>): each urge is a reminder of its own in OA.
+        # Delivery keeps one cross-reference per (entity, key), so urges sharing the
+        # approval's key would each overwrite the first reminder (PUT) instead of adding one.
+        return envelope_values(self.topic, env)
 
     # -- one-click urge (一键催办) ---------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """The urge flow: accepted approval requests and decisions -> the approvals table and its timer.
 
 Consumes ``changes.approval`` (requests: op ``request``/``upsert``, body ApprovalRequest;
-decisions: op ``decide``, body ApprovalDecision; op ``delete`` = withdrawn). Per batch: one
-query for the approvals concerned, one for early decisions, then bulk writes. Sending urges is
-the scheduler's job (``hub.urge_scheduler``); this flow only keeps each approval's facts, plan,
-status and ``next_due_at`` (the first moment anything could be due, never later: the scheduler
-asks :func:`flows.urge.next_action` what is really due, so an early timer costs one look).
+decisions: op ``decide``, body ApprovalDecision; op ``delete`` = withdrawn). Requests from
+other systems are forwarded to ``outbound.oa``, OA being where approvals are decided and
+urges read (docs/decisions.md 23). Per batch: one query for the approvals concerned, one for
+early decisions, then bulk writes. Sending urges is the scheduler's job
+(``hub.urge_scheduler``); this flow only keeps each approval's facts, plan, status and
+``next_due_at`` (the first moment anything could be due, never later: the scheduler asks
+:func:`flows.urge.next_action` what is really due, so an early timer costs one look).
 
 Identity. An approval is keyed hub-wide by ``origin_system:approval_id``. The canonical
 ``approval_id`` is the id in the system where the approval started, so a decision that OA sends
@@ -21,6 +23,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,13 +35,15 @@ from contracts import topics
 from contracts.approval import ApprovalDecision, ApprovalRequest
 from contracts.envelope import Entity, Envelope, Op
 from flows.urge.calendar import BusinessCalendar, CalendarError
-from flows.urge.ladder import ApprovalFacts, ApprovalPlan, PlanError, plan
+from flows.urge.ladder import URGE_NAMESPACE, ApprovalFacts, ApprovalPlan, PlanError, plan
 from flows.urge.policy import DEFAULT_POLICY_PATH, UrgePolicy, load_policy
 from hub.core.errors import PermanentError
 from hub.core.processor import FlowContext, FlowSpec, Handler, Item
 from hub.store.urge_models import Approval, PendingDecision
 
 NAME = "urges"
+# Where approvals are decided and urges delivered: requests from the other systems go there.
+WORKFLOW_SYSTEM = "oa"
 OPEN = "open"
 DECISIONS = ("approved", "rejected", "withdrawn")
 # Request attributes that carry the workflow status in the origin system: a request whose
@@ -193,6 +198,7 @@ class _Batch:
             values = self._new(key, env, body, data, facts)
             self.held[key] = _Held(values, new=True, dirty=True)
             self._apply_pending(self.held[key])
+            self._forward(env, body, key)
             return
         v = cur.values
         round_ = int(v["round"])
@@ -219,6 +225,20 @@ class _Batch:
         if status is not None and v["status"] == OPEN:
             self._decide(cur, status, env.source_system, _ts(env), str(env.message_id))
         cur.dirty = True
+        self._forward(env, body, v["key"])
+
+    def _forward(self, env: Envelope, body: ApprovalRequest, key: str) -> None:
+        """A request from another system goes to the workflow system (OA), where the
+        approver decides it and where its urges land. Keyed by the approval: delivery keeps
+        the form's OA id under that key, so a changed request updates the same form."""
+        if env.source_system == WORKFLOW_SYSTEM or _status_attribute(body) is not None:
+            return  # OA's own form (no echo), or one already decided where it started
+        out = env.caused(
+            # Deterministic: a batch applied again emits the same message, which the
+            # delivery flow's ledger drops.
+            message_id=uuid.uuid5(URGE_NAMESPACE, f"forward/{env.message_id}"),
+        )
+        self.ctx.emit(topics.outbound(WORKFLOW_SYSTEM), out, key=key)
 
     def _plan(
         self, key: str, data: Mapping[str, Any], round_: int
@@ -499,11 +519,15 @@ class UrgeHandler:
 
 
 def configured_policy(path: str | os.PathLike[str] | None = None) -> UrgePolicy:
-    """The urge policy at ``path``, else at ``$EAI_URGE_POLICY``, else the shipped
-    ``default_policy.yaml``; validated once per file (:class:`PolicyError` lists every
-    problem). The flow and the scheduler of one process get the same object."""
-    chosen = path or os.environ.get("EAI_URGE_POLICY") or DEFAULT_POLICY_PATH
-    return _load(os.fspath(chosen))
+    """The urge policy at ``path``, else at the ``EAI_URGE_POLICY`` setting (environment or
+    ``.env``), else the shipped ``default_policy.yaml``; validated once per file
+    (:class:`PolicyError` lists every problem). The flow and the scheduler of one process get
+    the same object."""
+    if path is None:
+        from hub.settings import Settings
+
+        path = Settings().urge_policy
+    return _load(os.fspath(path or DEFAULT_POLICY_PATH))
 
 
 @lru_cache(maxsize=8)

@@ -232,7 +232,7 @@ def plan(request: ApprovalLike, policy: UrgePolicy, calendar: BusinessCalendar) 
     else:
         warnings.append(f"tie {request.tie!r} is unknown; treated as normal")
 
-    escalation_to = _superior_of(request) or policy.escalation_fallback_recipient
+    escalation_to = _escalation_recipient(request, policy, band.authority)
     ladder = policy.ladders[atype.ladder]
     start = ladder.start_level.for_tie(tie)
     # The approver cannot be late before the request reached them.
@@ -246,7 +246,10 @@ def plan(request: ApprovalLike, policy: UrgePolicy, calendar: BusinessCalendar) 
         due = after.add_to(due, calendar)
         if step.channel == "escalation":
             if escalation_to is None:
-                warnings.append("no superior and no escalation_fallback_recipient: not escalated")
+                warnings.append(
+                    "no superior (request, approval chain, org in the policy) and no "
+                    "escalation_fallback_recipient: not escalated"
+                )
                 continue
             recipient = escalation_to
         else:
@@ -327,15 +330,21 @@ def _combine_deadlines(
     return policy_deadline, "policy"
 
 
-def _superior_of(request: ApprovalLike) -> str | None:
+def _escalation_recipient(request: ApprovalLike, policy: UrgePolicy, authority: str) -> str | None:
+    """Who the last rung goes to: the superior the request names, else the next approver in
+    its chain, else the policy's org chart (by name, then by the band's authority), else the
+    policy's fallback. Never the approver themselves: escalating to the person who is late
+    would only be one more urge to them."""
+    candidates: list[str] = []
     if request.superior:
-        return request.superior
+        candidates.append(request.superior)
     chain = list(request.approver_chain)
     if request.approver in chain:
         i = chain.index(request.approver)
         if i + 1 < len(chain):
-            return chain[i + 1]
-    return None
+            candidates.append(chain[i + 1])
+    candidates += policy.escalation_candidates(request.approver, authority)
+    return next((c for c in candidates if c != request.approver), None)
 
 
 # -- state and actions ----------------------------------------------------------------------

@@ -64,6 +64,8 @@ class PolicyIssue:
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
+        if self.value is NO_VALUE:
+            return f"{where}{self.path}: {self.rule}"
         return f"{where}{self.path}: {_show(self.value)} {self.rule}"
 
 
@@ -73,6 +75,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+NO_VALUE: Any = object()  # an issue about the whole file: nothing to quote
 
 
 class PolicyError(ValueError):
@@ -342,6 +345,21 @@ class OneClick(_Model):
     channel: Channel = "im"
 
 
+# A person as OA's reminder inbox holds them: ``to_user`` has room for 20 characters there.
+Person = Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class Org(_Model):
+    """The excerpt of the org chart escalations need (审批人上级). Requests from OA name the
+    approver's superior or carry an approval chain; an ERP requisition names only its approver
+    (``ZZAPPROVER``), so without this its last rung would have nobody to go to."""
+
+    # approver -> their superior, by the name the source systems use
+    superiors: dict[Person, Person] = {}
+    # a band's authority -> who is above whoever holds it (the approver is not listed above)
+    authority_superiors: dict[Name, Person] = {}
+
+
 class LadderStep(_Model):
     after: Duration
     channel: Channel
@@ -436,7 +454,8 @@ class UrgePolicy(_Model):
     quiet_hours: QuietHours = QuietHours()
     caps: Caps
     one_click: OneClick
-    escalation_fallback_recipient: str | None = None
+    org: Org = Org()
+    escalation_fallback_recipient: Person | None = None
     ladders: dict[Name, Ladder] = Field(min_length=1)
     templates: dict[Name, str]
     types: dict[Name, ApprovalType] = Field(min_length=1)
@@ -520,6 +539,17 @@ class UrgePolicy(_Model):
             previous_inclusive = band.include_max
         # Amounts below the first band (negative) land in the first band.
         return 0, bands[0]
+
+    def escalation_candidates(self, approver: str, authority: str) -> list[str]:
+        """The policy's answers to "who is above this approver", most specific first:
+        ``org.superiors`` by name, ``org.authority_superiors`` by the band's authority,
+        ``escalation_fallback_recipient``."""
+        found = [
+            self.org.superiors.get(approver),
+            self.org.authority_superiors.get(authority),
+            self.escalation_fallback_recipient,
+        ]
+        return [c for c in found if c]
 
     def band_weight(self, approval_type: ApprovalType, index: int) -> Decimal:
         w = approval_type.bands[index].weight
@@ -627,6 +657,22 @@ def _semantic_issues(p: UrgePolicy) -> list[PolicyIssue]:
                 "its last steps could never fire",
             )
 
+    for approver, superior in p.org.superiors.items():
+        if approver == superior:
+            add(
+                ("org", "superiors", approver),
+                superior,
+                "is the approver themselves; an escalation must go to someone else",
+            )
+    authorities = sorted({b.authority for t in p.types.values() for b in t.bands})
+    for authority in p.org.authority_superiors:
+        if authority not in authorities:
+            add(
+                ("org", "authority_superiors", authority),
+                authority,
+                f"is not the authority of any band; known: {', '.join(authorities)}",
+            )
+
     if p.fallback_type is not None and p.fallback_type not in p.types:
         add(
             ("fallback_type",),
@@ -723,7 +769,17 @@ def _band_issues(base: Loc, t: ApprovalType, add: Any) -> None:
 def load_policy(path: str | os.PathLike[str] = DEFAULT_POLICY_PATH) -> UrgePolicy:
     """Read and validate a policy file; raises :class:`PolicyError` listing every problem."""
     p = Path(path)
-    return parse_policy(p.read_text(encoding="utf-8"), source=str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(
+            str(p), [PolicyIssue(("file",), NO_VALUE, f"cannot be read: {exc.strerror or exc}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            str(p), [PolicyIssue(("file",), NO_VALUE, f"is not UTF-8 text (byte {exc.start})")]
+        ) from None
+    return parse_policy(text, source=str(p))
 
 
 def default_policy() -> UrgePolicy:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,13 +23,15 @@ from contracts.approval import Urge
 from contracts.envelope import Entity, Envelope
 from flows.records import flow as records
 from flows.urge import flow as urge_flow
-from flows.urge.policy import default_policy
+from flows.urge.policy import DEFAULT_POLICY_PATH, default_policy
+from hub.broker.embedded import free_port
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store import db
 from hub.store.models import OutboxRow
 from hub.store.urge_models import Approval, UrgeRecord
 from hub.urge_scheduler import UrgeScheduler
+from tests.conftest import hub_env
 from tests.helpers import produce_envs, read_topic, wait_until
 from tests.unit.test_urge_scheduler import SH, Clock, Feed, at, request_env, run_due
 
@@ -99,8 +105,16 @@ async def test_erp_requisition_is_urged_up_the_ladder_to_the_superior(
     finally:
         await hub.stop()
 
-    urges = [Urge.model_validate(Envelope.from_bytes(r.value).body) for r in records_]
-    assert [r.key for r in records_] == [b"erp:0010000123/00010"] * 5
+    envs = sorted(
+        (Envelope.from_bytes(r.value) for r in records_), key=lambda e: e.entity is Entity.urge
+    )
+    # The requisition itself, for OA's workflow, and the urges about it, each a record of its
+    # own (keyed by its id).
+    assert [e.entity for e in envs] == [Entity.approval] + [Entity.urge] * 5
+    assert sorted(r.key for r in records_) == sorted(
+        [b"erp:0010000123/00010"] + [f"hub:{e.source_id}".encode() for e in envs[1:]]
+    )
+    urges = sorted((Urge.model_validate(e.body) for e in envs[1:]), key=lambda u: u.sequence)
     assert [
         (u.sent_at.astimezone(SH) if u.sent_at else None, u.level, u.channel, u.recipient)
         for u in urges
@@ -147,8 +161,62 @@ async def test_two_schedulers_on_one_store_never_urge_twice(store_url: str) -> N
             n_out = await s.scalar(
                 select(func.count()).where(OutboxRow.topic == topics.outbound("oa"))
             )
-        assert n_urges == n_distinct == n_out == 151
+        assert n_urges == n_distinct == 151
+        assert n_out == 151 + 30  # the urges, and the 30 requests forwarded to OA's workflow
         assert all(w.metrics.sent for w in workers), "both workers did part of the work"
     finally:
         for e in engines:
             await e.dispose()
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_wrong_urge_policy_stops_the_hub_at_start_naming_field_value_and_rule(
+    tmp_path: Path, command: str
+) -> None:
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    bad = text.replace("  max_per_approval: 8", "  max_per_approval: 0", 1).replace(
+        "    gm: 董事长", "    gmm: 董事长", 1
+    )
+    policy = tmp_path / "urge-policy.yaml"
+    policy.write_text(bad, encoding="utf-8")
+    line_cap = bad[: bad.index("max_per_approval: 0")].count("\n") + 1
+    env = hub_env(
+        EAI_URGE_POLICY=str(policy),
+        EAI_PORT=str(free_port()),
+        # A worker needs a broker address; nothing must be contacted before the check.
+        EAI_KAFKA_BOOTSTRAP="127.0.0.1:9",
+        COLUMNS="300",
+    )
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-m", "hub.cli", command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 2, out
+    assert f"EAI_URGE_POLICY: invalid urge policy {policy}" in out, out
+    assert (
+        f"line {line_cap}: caps.max_per_approval: 0 Input should be greater than or equal to 1"
+        in out
+    ), out
+    assert "Traceback" not in out
+    assert time.monotonic() - t0 < 20
+
+
+def test_a_missing_urge_policy_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    env = hub_env(EAI_URGE_POLICY=str(missing), EAI_PORT=str(free_port()), COLUMNS="300")
+    r = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 2, out
+    assert f"EAI_URGE_POLICY: invalid urge policy {missing} (1 problem):" in out, out
+    assert "file: cannot be read: No such file or directory" in out, out

@@ -43,7 +43,8 @@ async def test_failed_pass_is_retried_at_once(sessions: Any, monkeypatch: Any) -
             raise RuntimeError("database is locked")
         return 0, after_id
 
-    monkeypatch.setattr(unparker.router, "release", release)
+    [router] = unparker.routers  # the order router only, by default
+    monkeypatch.setattr(router, "release", release)
     with pytest.raises(RuntimeError):
         await unparker.pass_once()
     await unparker.pass_once()  # nothing changed in the cross-references meanwhile

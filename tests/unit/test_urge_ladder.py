@@ -24,7 +24,13 @@ from flows.urge.ladder import (
     plan,
     simulate,
 )
-from flows.urge.policy import DEFAULT_POLICY_PATH, UrgePolicy, default_policy, parse_policy
+from flows.urge.policy import (
+    DEFAULT_POLICY_PATH,
+    Org,
+    UrgePolicy,
+    default_policy,
+    parse_policy,
+)
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = default_policy()
@@ -155,9 +161,43 @@ def test_escalation_falls_back_to_the_next_approver_in_the_chain() -> None:
 
 
 def test_without_any_superior_the_escalation_is_dropped_with_a_warning() -> None:
-    p = plan(request(superior=None, approver_chain=()), POLICY, CAL)
+    no_org = POLICY.model_copy(update={"org": Org()})
+    p = plan(request(superior=None, approver_chain=()), no_org, CAL)
     assert [s.channel for s in p.steps] == ["email", "im", "sms", "phone"]
+    assert p.escalation_recipient is None
     assert any("not escalated" in w for w in p.warnings)
+
+
+@pytest.mark.parametrize(
+    ("amount", "authority", "superior"),
+    [
+        ("800", "sales_manager", "副总经理"),
+        ("5000", "vice_gm", "总经理"),
+        ("12346", "gm", "董事长"),
+    ],
+)
+def test_erp_requisitions_escalate_above_the_band_authority_in_the_shipped_policy(
+    amount: str, authority: str, superior: str
+) -> None:
+    # An ERP requisition names only its approver (ZZAPPROVER): no superior, no chain.
+    req = request(amount=Decimal(amount), superior=None, approver_chain=(), approver="张经理")
+    p = plan(req, POLICY, CAL)
+    assert p.authority == authority
+    assert (p.steps[-1].channel, p.steps[-1].recipient) == ("escalation", superior)
+    assert p.escalation_recipient == superior and not p.warnings
+
+
+def test_org_chart_by_name_before_authority_and_never_the_approver_himself() -> None:
+    org = Org(superiors={"李总": "王董"}, authority_superiors={"gm": "李总"})
+    policy = POLICY.model_copy(update={"org": org, "escalation_fallback_recipient": "总经办"})
+    bare = {"superior": None, "approver_chain": ()}
+    # The request's own superior still wins over the policy.
+    assert plan(request(superior="赵董"), policy, CAL).escalation_recipient == "赵董"
+    assert plan(request(**bare), policy, CAL).escalation_recipient == "王董"
+    # 李总 holds gm authority and is listed as its superior: skipped, so the fallback.
+    other = Org(authority_superiors={"gm": "李总"})
+    p = plan(request(**bare), policy.model_copy(update={"org": other}), CAL)
+    assert p.escalation_recipient == "总经办"
 
 
 def test_maintenance_renewal_notice_one_month_before_expiry() -> None:
@@ -184,6 +224,28 @@ def test_maintenance_renewal_without_expiry_uses_the_fallback_or_fails() -> None
     )
     with pytest.raises(PlanError, match="expires_on"):
         plan(req, strict, CAL)
+
+
+def test_a_type_an_operator_adds_is_planned_by_its_own_rules() -> None:
+    # Service dispatch (DOMAIN.md: within 6 working hours in the city), added to the YAML.
+    text = DEFAULT_POLICY_PATH.read_text(encoding="utf-8") + (
+        "\n  service_dispatch:\n"
+        "    name: 服务派工\n"
+        "    ladder: urgent\n"
+        "    bands:\n"
+        "      - {authority: sales_manager, deadline: 6 working hours}\n"
+    )
+    policy = parse_policy(text)
+    # Monday 23 Nov 2026 10:00 + 6 working hours: 2 h before lunch, 4 h after it -> 17:30.
+    req = request(type="service_dispatch", amount=None, submitted_at=at(2026, 11, 23, 10))
+    p = plan(req, policy, CAL)
+    assert (p.type_key, p.type_fallback, p.authority) == (
+        "service_dispatch",
+        False,
+        "sales_manager",
+    )
+    assert p.deadline == at(2026, 11, 23, 17, 30)
+    assert p.steps[0].channel == "im"  # the urgent ladder starts on IM
 
 
 def test_complaints_are_due_six_calendar_days_after_intake() -> None:

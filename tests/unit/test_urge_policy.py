@@ -232,3 +232,26 @@ def test_error_message_lists_the_source_and_the_count() -> None:
         parse_policy(text, source="conf/urge.yaml")
     head = str(info.value).splitlines()[0]
     assert head == "invalid urge policy conf/urge.yaml (1 problem):"
+
+
+def test_org_chart_mistakes_name_field_value_and_rule() -> None:
+    text = edit(TEXT, "  superiors: {}", "  superiors: {李总: 李总}")
+    text = edit(text, "    vice_gm: 总经理", "    vice_gmm: 总经理")
+    msgs = problems(text)
+    assert msgs == [
+        f"line {line_of('  superiors: {李总', text)}: org.superiors.李总: '李总' is the approver "
+        "themselves; an escalation must go to someone else",
+        f"line {line_of('    vice_gmm', text)}: org.authority_superiors.vice_gmm: 'vice_gmm' is "
+        "not the authority of any band; known: gm, sales_manager, vice_gm",
+    ]
+
+
+def test_org_names_must_fit_the_oa_inbox() -> None:
+    long_name = "董" * 21
+    text = edit(TEXT, "    gm: 董事长", f"    gm: {long_name}")
+    [msg] = problems(text)
+    line = line_of(long_name, text)
+    assert msg == (
+        f"line {line}: org.authority_superiors.gm: '{long_name}' "
+        "String should have at most 20 characters"
+    )

@@ -143,6 +143,8 @@ async def sent_urges(sessions: Any) -> list[tuple[dt.datetime, int, str, str, Ur
         out = []
         for r in rows:
             env = Envelope.from_bytes(r.value)
+            if env.entity is not Entity.urge:
+                continue  # the request forwarded to OA's workflow
             u = Urge.model_validate(env.body)
             assert u.sent_at is not None
             out.append((u.sent_at.astimezone(SH), u.level, u.channel, u.recipient, u))
@@ -219,19 +221,51 @@ async def test_ladder_across_the_national_day_holiday_and_a_weekend(sessions: An
     assert (row.urge_count, row.next_due_at, row.lease_until) == (5, None, None)
 
 
-async def test_outbox_rows_are_keyed_by_approval_and_deterministic(sessions: Any) -> None:
+async def test_requests_and_urges_go_to_oa_each_under_its_own_key(sessions: Any) -> None:
     feed = Feed(sessions)
-    await feed(request_env())
+    erp = request_env()
+    await feed(erp)
     clock = Clock(at(2026, 10, 10, 16))
     await scheduler(sessions, clock).tick()
     async with sessions() as s:
-        row = (await s.execute(select(OutboxRow).where(OutboxRow.topic == OA))).scalar_one()
-    assert row.key == b"erp:PR-2026-0930-001"
-    env = Envelope.from_bytes(row.value)
-    assert (env.entity, env.source_system) == (Entity.urge, "hub")
-    assert env.message_id == uuid.uuid5(
-        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"message/{env.source_id}"
+        rows = list(
+            (
+                await s.execute(
+                    select(OutboxRow).where(OutboxRow.topic == OA).order_by(OutboxRow.id)
+                )
+            ).scalars()
+        )
+    request, urge = (Envelope.from_bytes(r.value) for r in rows)
+    # The request under the approval's key (OA's form), the urge under its own (a reminder of
+    # its own in OA, not an update of an earlier one).
+    assert [r.key for r in rows] == [b"erp:PR-2026-0930-001", f"hub:{urge.source_id}".encode()]
+    # The requisition itself, as OA's connector maps it to a form: same body, caused by it.
+    assert (request.entity, request.op, request.source_system) == (
+        Entity.approval,
+        Op.request,
+        "erp",
     )
+    assert request.body == erp.body and request.causation_id == erp.message_id
+    assert request.message_id == uuid.uuid5(
+        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"forward/{erp.message_id}"
+    )
+    assert (urge.entity, urge.source_system) == (Entity.urge, "hub")
+    assert urge.message_id == uuid.uuid5(
+        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"message/{urge.source_id}"
+    )
+
+
+async def test_oa_forms_and_closed_requests_are_not_sent_to_oa(sessions: Any) -> None:
+    feed = Feed(sessions)
+    await feed(
+        request_env("SP202609300001", system="oa"),
+        request_env("PR-CLOSED", attributes={"status": "approved"}),
+    )
+    async with sessions() as s:
+        n = await s.scalar(select(func.count()).where(OutboxRow.topic == OA))
+        keys = set((await s.execute(select(Approval.key))).scalars())
+    assert n == 0
+    assert keys == {"oa:SP202609300001", "erp:PR-CLOSED"}
 
 
 async def test_a_decision_stops_the_ladder_at_once(sessions: Any) -> None:
