@@ -25,19 +25,25 @@ from hub.store import db
 log = logging.getLogger(__name__)
 
 
-def default_flows() -> list[FlowSpec]:
+def default_flows(settings: Settings | None = None) -> list[FlowSpec]:
     from flows.identity import flow as identity
     from flows.records import flow as records
     from flows.urge import flow as urges
     from hub.ingest import native_flow
 
-    return [records.spec(), native_flow.spec(), urges.spec(), identity.spec()]
+    ident = (
+        identity.spec_from_settings(settings.identity_config, settings.identity_model_dir)
+        if settings is not None
+        else identity.spec()
+    )
+    return [records.spec(), native_flow.spec(), urges.spec(), ident]
 
 
 @dataclass
 class Hub:
     settings: Settings
-    flows: list[FlowSpec] = field(default_factory=default_flows)
+    # empty: the default flows, configured from `settings` (a bad identity file stops here)
+    flows: list[FlowSpec] = field(default_factory=list)
     run_flows: bool = True
     serve_api: bool = True
     embedded: EmbeddedBroker | None = None
@@ -56,6 +62,10 @@ class Hub:
     broker_info: kafka.BrokerInfo | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if not self.flows:
+            self.flows = default_flows(self.settings)
 
     async def start(self) -> None:
         s = self.settings

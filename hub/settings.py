@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         250, ge=10, description="how often an idle deliverer looks for due retries"
     )
 
+    # Identity resolution (flows/identity/). Checked when the hub builds its flows.
+    identity_config: Path | None = Field(
+        None, description="YAML/JSON file: matching thresholds and weights, survivorship rules"
+    )
+    identity_model_dir: Path | None = Field(
+        None, description="folder with fitted models customer.json / material.json"
+    )
+
     # API.
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")
