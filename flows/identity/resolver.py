@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from flows.identity.blocking import blocking_keys
 from flows.identity.config import IdentityConfig
+from flows.identity.normalize import has_cjk
 from flows.identity.profile import Profile, build_profile, merge_profiles
 from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
 
@@ -229,6 +230,26 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
+    if (
+        "person_name" in vetoed
+        and config.dob_lifts_name_veto
+        and result.level_of(model, "dob") == "exact"
+        and _shared_family_name(profile, cluster)
+    ):
+        # A relative who shares the family name, the address and the phone does not share the
+        # birth date too (twins apart): the given name is a typo or a nickname (Jmmy, Sasha
+        # for Oleksandr). The weight of the evidence still has to reach the upper threshold.
+        vetoed.remove("person_name")
+        if explain:
+            evidence = (
+                *evidence,
+                FieldEvidence(
+                    "rule",
+                    "name veto lifted",
+                    0.0,
+                    "given names differ; family name and birth date agree",
+                ),
+            )
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -261,6 +282,12 @@ def decide(
     return Decision(
         action, own_id, result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def _shared_family_name(a: Profile, b: Profile) -> bool:
+    """Latin person names whose last words agree (normalized names are "given family")."""
+    family = {n.rsplit(" ", 1)[-1] for n in a.names if " " in n and not has_cjk(n)}
+    return any(" " in n and not has_cjk(n) and n.rsplit(" ", 1)[-1] in family for n in b.names)
 
 
 def _kept_apart_evidence(

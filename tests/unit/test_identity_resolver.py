@@ -217,3 +217,36 @@ def test_model_round_trips_through_json() -> None:
     a = customer_profile({"kind": "person", "name": "张伟", "phones": ["13812345678"]})
     b = customer_profile({"kind": "person", "name": "張偉", "phones": ["138 1234 5678"]})
     assert score(again, a, b).weight == pytest.approx(score(model, a, b).weight)
+
+
+def person(name: str, dob: str | None, phone: str = "+49 30 2541894") -> dict[str, Any]:
+    return {
+        "kind": "person",
+        "name": name,
+        "birth_date": dob,
+        "phones": [phone],
+        "addresses": [{"city": "Berlin", "street": "54 Storgatan"}],
+    }
+
+
+@pytest.mark.parametrize("lift", [True, False])
+def test_a_given_name_variant_merges_when_family_name_and_birth_date_agree(lift: bool) -> None:
+    r = Resolver(Model.default("customer"), IdentityConfig(dob_lifts_name_veto=lift))
+    first = r.resolve("crm", "C1", person("Oleksandr Janssen", "1956-07-02"))
+    second = r.resolve("erp", "E1", person("Sasha Janssen", "1956-07-02"))
+    if lift:
+        assert second.action == "merge" and second.golden_id == first.golden_id
+        assert any(e.level == "name veto lifted" for e in second.evidence)
+    else:
+        assert second.action == "review" and "disagreement" in second.flags
+
+
+def test_a_relative_at_the_same_address_is_not_merged() -> None:
+    r = resolver()
+    first = r.resolve("crm", "C1", person("Oleksandr Janssen", "1956-07-02"))
+    # same family name, phone and address; another birth date: the son, not a typo
+    son = r.resolve("erp", "E1", person("Sasha Janssen", "1984-03-11"))
+    # same birth date but another family name: no lifting either
+    other = r.resolve("oa", "O1", person("Sasha Petrenko", "1956-07-02"))
+    assert son.golden_id != first.golden_id and son.action != "merge"
+    assert other.golden_id != first.golden_id and other.action != "merge"
