@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from flows.identity.blocking import blocking_keys
+from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
 from flows.identity.normalize import has_cjk
 from flows.identity.profile import Profile, build_profile, merge_profiles
@@ -26,8 +26,8 @@ from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score
 Action = Literal["merge", "review", "new"]
 # Disagreement on these fields stops an automatic merge (review at most): a different name under
 # a shared phone and address is a relative or a neighbour more often than a typo, and a
-# different specification (M3x8 / M3x10) is a different part.
-VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec",)}
+# different specification (M3x8 / M3x10) or grade (304 / 316 stainless) is a different part.
+VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec", "grade")}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
 
@@ -70,8 +70,8 @@ class CandidateIndex(Protocol):
     """(block_key, golden_id) lookup.
 
     Contract the store-backed implementation must keep for batch/stream equality:
-    `candidates` ignores every key held by more than `cap` golden ids, orders the rest by the
-    number of keys shared (descending) then golden_id (ascending), and returns at most `limit`.
+    `candidates` ignores every key held by more than `cap` golden ids and ranks the rest with
+    `rank_candidates` (families of keys shared, keys shared, golden_id), at most `limit`.
     """
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None: ...
@@ -87,6 +87,29 @@ class ClusterStore(Protocol):
     def golden_of(self, source_system: str, source_id: str) -> str | None: ...
 
     def link(self, source_system: str, source_id: str, golden_id: str) -> None: ...
+
+
+def rank_candidates(
+    postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
+) -> list[str]:
+    """Golden ids sharing a key, most families of keys shared first, then most keys, then id.
+
+    Families first: one name yields several keys (name, bigrams, pinyin), so counting keys
+    alone ranks a namesake in another size (same name, other specification) above the same
+    part typed with other words but the same specification, and with more than `limit` such
+    namesakes the right cluster is never scored.
+    """
+    shared: Counter[str] = Counter()
+    families: dict[str, set[str]] = {}
+    for key in keys:
+        ids = postings.get(key)
+        if ids:
+            shared.update(ids)
+            family = key_family(key)
+            for gid in ids:
+                families.setdefault(gid, set()).add(family)
+    ranked = sorted([(-len(families[gid]), -count, gid) for gid, count in shared.items()])
+    return [gid for _, _, gid in ranked[:limit]]
 
 
 class InMemoryIndex:
@@ -106,13 +129,7 @@ class InMemoryIndex:
             self._postings[key] = None if len(ids) > self.cap else ids
 
     def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
-        shared: Counter[str] = Counter()
-        for key in keys:
-            ids = self._postings.get(key)
-            if ids:
-                shared.update(ids)
-        ranked = sorted([(-count, gid) for gid, count in shared.items()])
-        return [gid for _, gid in ranked[:limit]]
+        return rank_candidates(self._postings, keys, limit)
 
     def __len__(self) -> int:
         return len(self._postings)

@@ -250,3 +250,33 @@ def test_a_relative_at_the_same_address_is_not_merged() -> None:
     other = r.resolve("oa", "O1", person("Sasha Petrenko", "1956-07-02"))
     assert son.golden_id != first.golden_id and son.action != "merge"
     assert other.golden_id != first.golden_id and other.action != "merge"
+
+
+def part(sid: str, name: str, spec: str, code: str) -> InputRow:
+    body = {"code": code, "name": name, "specification": spec, "uom": "PCS"}
+    return InputRow("erp", sid, body)
+
+
+def test_materials_of_one_size_in_another_grade_are_different_parts() -> None:
+    rows = [
+        part("R1", "贴片电阻 1%", "10K*0603", "P-100"),
+        part("R2", "片式电阻(1%)", "10K x 0603", "P100"),
+        part("R5", "贴片电阻 5%", "10K*0603", "P-200"),
+        part("S4", "不锈钢304内六角螺钉", "M3x8", "P-300"),
+        part("S6", "不锈钢316内六角螺钉", "M3x8", "P-400"),
+    ]
+    out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows).rows}
+    assert out["R1"] == out["R2"]
+    assert out["R5"] != out["R1"] and out["S6"] != out["S4"]
+
+
+def test_a_part_typed_in_other_words_is_found_among_many_namesakes_in_other_sizes() -> None:
+    # twelve screws named alike in other lengths share more name keys with the new record
+    # than the right part does; the right part shares the specification and the code
+    rows = [part(f"N{n}", "内六角圆柱头螺钉", f"M4x{n}", f"P-5{n:02d}") for n in range(10, 34, 2)]
+    rows.insert(5, part("T", "杯头螺丝", "M4x52", "P-777"))
+    rows.append(part("V", "内六角圆柱头螺钉", "M4×52", "P777"))
+    config = IdentityConfig(max_candidates=4)
+    out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows, config).rows}
+    assert out["V"] == out["T"]
+    assert len({out[f"N{n}"] for n in range(10, 34, 2)}) == 12
