@@ -68,14 +68,13 @@ def run(
 
 
 async def _run(settings: Settings) -> None:
-    from flows.sync.config import SyncConfigError
     from hub.broker.kafka import BrokerUnreachable
     from hub.runtime import Hub
     from hub.store.db import StoreUnavailable
 
     try:
         hub = Hub(settings)
-    except SyncConfigError as exc:
+    except ValueError as exc:  # the identity or sync configuration: the message names it
         _fail(str(exc))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,7 +31,12 @@ def default_flows(settings: Settings | None = None) -> list[FlowSpec]:
     from flows.urge import flow as urges
     from hub.ingest import native_flow
 
-    specs = [records.spec(), native_flow.spec(), urges.spec(), identity.spec()]
+    ident = (
+        identity.spec_from_settings(settings.identity_config, settings.identity_model_dir)
+        if settings is not None
+        else identity.spec()
+    )
+    specs = [records.spec(), native_flow.spec(), urges.spec(), ident]
     if settings is not None and settings.sync_enabled:
         specs += sync_flows(load_sync_config(settings))
     return specs
@@ -58,7 +63,8 @@ def sync_flows(config: Any) -> list[FlowSpec]:
 @dataclass
 class Hub:
     settings: Settings
-    # None: default_flows(settings), the sync flows included when enabled
+    # empty: the default flows, configured from `settings` (a bad identity or sync file stops
+    # here), the sync flows included when enabled
     flows: list[FlowSpec] = field(default_factory=list)
     run_flows: bool = True
     serve_api: bool = True

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         "unset: the shipped flows/urge/default_policy.yaml",
     )
 
+    # Identity resolution (flows/identity/). Checked when the hub builds its flows.
+    identity_config: Path | None = Field(
+        None, description="YAML/JSON file: matching thresholds and weights, survivorship rules"
+    )
+    identity_model_dir: Path | None = Field(
+        None, description="folder with fitted models customer.json / material.json"
+    )
+
     # API.
     host: str = Field("127.0.0.1", description="admin API bind address")
     port: int = Field(8080, description="admin API port")

@@ -26,6 +26,9 @@ class IdentityConfig(BaseModel):
     # values kept per field in a cluster's representative profile
     max_values_per_field: int = Field(12, ge=1)
     default_country: str = "86"
+    # a person-name disagreement stops an automatic merge, unless the family name and the
+    # birth date agree exactly (see resolver.decide)
+    dob_lifts_name_veto: bool = True
 
     # fixed parameters instead of estimates: {"name": {"exact": 0.7}}; prior = P(random match)
     prior: float | None = Field(None, gt=0, lt=1)

@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 
 from contracts import topics
@@ -89,11 +91,16 @@ def load_models(
     config: IdentityConfig | None = None, model_dir: Path | None = None
 ) -> dict[str, Model]:
     """One model per entity: ``model_dir/<entity>.json`` when present, else the defaults."""
+    if model_dir is not None and not model_dir.is_dir():
+        raise ValueError(f"identity model folder {model_dir} does not exist")
     out: dict[str, Model] = {}
     for entity in ENTITIES:
         path = model_dir / f"{entity}.json" if model_dir is not None else None
         if path is not None and path.is_file():
-            model = Model.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            try:
+                model = Model.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path} is not a model saved by dedup batch: {exc!r}") from exc
             if model.entity != entity:
                 raise ValueError(f"{path} holds a {model.entity} model, not {entity}")
             out[entity] = model
@@ -407,6 +414,36 @@ def spec(
         topics=[topics.changes(Entity.customer), topics.changes(Entity.material)],
         handle=flow.handle,
     )
+
+
+class IdentityFile(BaseModel):
+    """What ``EAI_IDENTITY_CONFIG`` names: matching configuration and survivorship rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matching: IdentityConfig = Field(default_factory=IdentityConfig)
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
+
+
+def load_identity_file(path: Path) -> IdentityFile:
+    """Parse and validate the file; any error names the file, so the hub stops with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        return IdentityFile.model_validate(data or {})
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
+        raise ValueError(f"identity configuration {path}: {exc}") from exc
+
+
+def spec_from_settings(config_file: Path | None, model_dir: Path | None) -> FlowSpec:
+    """The flow as ``EAI_IDENTITY_CONFIG`` / ``EAI_IDENTITY_MODEL_DIR`` configure it.
+
+    Everything is read and validated here, when the hub builds its flows: a bad file stops
+    the start instead of the first batch.
+    """
+    settings = load_identity_file(config_file) if config_file is not None else IdentityFile()
+    return spec(settings.matching, model_dir=model_dir, survivorship=settings.survivorship)
 
 
 def flow_of(spec_: FlowSpec) -> IdentityFlow | None:

@@ -1082,6 +1082,19 @@ _UNIT_WORDS = (("毫米", "MM"), ("厘米", "CM"), ("公斤", "KG"), ("千克", 
 _DIAMETER = str.maketrans({"φ": "Φ", "ф": "Φ", "Ф": "Φ", "∅": "Φ", "ø": "Φ", "Ø": "Φ"})
 
 
+_GRADE = re.compile(r"[a-z0-9.%]*[0-9][a-z0-9.%]*")
+
+
+def name_grades(raw: str) -> tuple[str, ...]:
+    """Numbers in a part description that name a grade or material: 304, 316L, 12.9, 5%.
+
+    Two descriptions of the same size that carry different such numbers are different parts
+    (stainless 304 / 316, a 1% / 5% resistor), however alike the words around them.
+    """
+    text = unicodedata.normalize("NFKC", raw).lower()
+    return tuple(dict.fromkeys(t.strip(".") for t in _GRADE.findall(text) if t.strip(".")))
+
+
 def normalize_code(raw: str) -> str:
     """Part number / material code: upper case, separators dropped (AB-123.01 -> AB12301)."""
     return _alnum(fold(raw)).upper()

@@ -15,6 +15,7 @@ from flows.identity.normalize import (
     check_identifier,
     fold,
     has_cjk,
+    name_grades,
     normalize_address,
     normalize_code,
     normalize_date,
@@ -54,6 +55,8 @@ class Profile:
     specs: tuple[str, ...] = ()
     uoms: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    # materials: grade and material numbers in the description (304 / 316, 1% / 5%, 12.9)
+    grades: tuple[str, ...] = ()
     # per record only (not merged into clusters): why some input was not used
     issues: tuple[str, ...] = field(default=(), compare=False)
 
@@ -117,6 +120,7 @@ _LIST_FIELDS = (
     "specs",
     "uoms",
     "categories",
+    "grades",
 )
 
 
@@ -318,6 +322,7 @@ def material_profile(record: Mapping[str, Any]) -> Profile:
         specs=_uniq([spec]),
         uoms=_uniq([uom]),
         categories=_uniq([category]),
+        grades=name_grades(text("name")),
         weak_ids=_uniq_pairs(weak),
         strong_ids=_uniq_pairs(strong),
         issues=tuple(issues),

@@ -17,16 +17,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from flows.identity.blocking import blocking_keys
+from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
+from flows.identity.normalize import has_cjk
 from flows.identity.profile import Profile, build_profile, merge_profiles
 from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
 
 Action = Literal["merge", "review", "new"]
 # Disagreement on these fields stops an automatic merge (review at most): a different name under
 # a shared phone and address is a relative or a neighbour more often than a typo, and a
-# different specification (M3x8 / M3x10) is a different part.
-VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec",)}
+# different specification (M3x8 / M3x10) or grade (304 / 316 stainless) is a different part.
+VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec", "grade")}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
 
@@ -69,8 +70,8 @@ class CandidateIndex(Protocol):
     """(block_key, golden_id) lookup.
 
     Contract the store-backed implementation must keep for batch/stream equality:
-    `candidates` ignores every key held by more than `cap` golden ids, orders the rest by the
-    number of keys shared (descending) then golden_id (ascending), and returns at most `limit`.
+    `candidates` ignores every key held by more than `cap` golden ids and ranks the rest with
+    `rank_candidates` (families of keys shared, keys shared, golden_id), at most `limit`.
     """
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None: ...
@@ -86,6 +87,29 @@ class ClusterStore(Protocol):
     def golden_of(self, source_system: str, source_id: str) -> str | None: ...
 
     def link(self, source_system: str, source_id: str, golden_id: str) -> None: ...
+
+
+def rank_candidates(
+    postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
+) -> list[str]:
+    """Golden ids sharing a key, most families of keys shared first, then most keys, then id.
+
+    Families first: one name yields several keys (name, bigrams, pinyin), so counting keys
+    alone ranks a namesake in another size (same name, other specification) above the same
+    part typed with other words but the same specification, and with more than `limit` such
+    namesakes the right cluster is never scored.
+    """
+    shared: Counter[str] = Counter()
+    families: dict[str, set[str]] = {}
+    for key in keys:
+        ids = postings.get(key)
+        if ids:
+            shared.update(ids)
+            family = key_family(key)
+            for gid in ids:
+                families.setdefault(gid, set()).add(family)
+    ranked = sorted([(-len(families[gid]), -count, gid) for gid, count in shared.items()])
+    return [gid for _, _, gid in ranked[:limit]]
 
 
 class InMemoryIndex:
@@ -105,13 +129,7 @@ class InMemoryIndex:
             self._postings[key] = None if len(ids) > self.cap else ids
 
     def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
-        shared: Counter[str] = Counter()
-        for key in keys:
-            ids = self._postings.get(key)
-            if ids:
-                shared.update(ids)
-        ranked = sorted([(-count, gid) for gid, count in shared.items()])
-        return [gid for _, gid in ranked[:limit]]
+        return rank_candidates(self._postings, keys, limit)
 
     def __len__(self) -> int:
         return len(self._postings)
@@ -229,6 +247,26 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
+    if (
+        "person_name" in vetoed
+        and config.dob_lifts_name_veto
+        and result.level_of(model, "dob") == "exact"
+        and _shared_family_name(profile, cluster)
+    ):
+        # A relative who shares the family name, the address and the phone does not share the
+        # birth date too (twins apart): the given name is a typo or a nickname (Jmmy, Sasha
+        # for Oleksandr). The weight of the evidence still has to reach the upper threshold.
+        vetoed.remove("person_name")
+        if explain:
+            evidence = (
+                *evidence,
+                FieldEvidence(
+                    "rule",
+                    "name veto lifted",
+                    0.0,
+                    "given names differ; family name and birth date agree",
+                ),
+            )
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -261,6 +299,12 @@ def decide(
     return Decision(
         action, own_id, result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def _shared_family_name(a: Profile, b: Profile) -> bool:
+    """Latin person names whose last words agree (normalized names are "given family")."""
+    family = {n.rsplit(" ", 1)[-1] for n in a.names if " " in n and not has_cjk(n)}
+    return any(" " in n and not has_cjk(n) and n.rsplit(" ", 1)[-1] in family for n in b.names)
 
 
 def _kept_apart_evidence(

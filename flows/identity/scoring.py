@@ -310,6 +310,10 @@ def _cmp_category(a: Profile, b: Profile, explain: bool = False) -> Outcome:
     return _best(a.categories, b.categories, _eq, 1, explain)
 
 
+def _cmp_grade(a: Profile, b: Profile, explain: bool = False) -> Outcome:
+    return _best(a.grades, b.grades, _eq, 1, explain)
+
+
 STRONG_ID = "id"
 
 COMPARISONS: dict[str, tuple[Comparison, ...]] = {
@@ -338,6 +342,7 @@ COMPARISONS: dict[str, tuple[Comparison, ...]] = {
         Comparison("spec", ("exact", "else"), _cmp_spec, tf=True),
         Comparison("uom", ("exact", "else"), _cmp_uom),
         Comparison("category", ("exact", "else"), _cmp_category),
+        Comparison("grade", ("exact", "else"), _cmp_grade),
     ),
 }
 
@@ -362,6 +367,7 @@ DEFAULT_M: dict[str, dict[str, tuple[float, ...]]] = {
         "spec": (0.9, 0.1),
         "uom": (0.95, 0.05),
         "category": (0.9, 0.1),
+        "grade": (0.95, 0.05),
     },
 }
 DEFAULT_U: dict[str, dict[str, tuple[float, ...]]] = {
@@ -383,6 +389,7 @@ DEFAULT_U: dict[str, dict[str, tuple[float, ...]]] = {
         "spec": (1e-3, 1 - 1e-3),
         "uom": (0.3, 0.7),
         "category": (0.05, 0.95),
+        "grade": (0.2, 0.8),
     },
 }
 PROB_FLOOR = 1e-9
@@ -506,6 +513,13 @@ class Model:
         params = {
             name: FieldParams(tuple(p["m"]), tuple(p["u"])) for name, p in data["params"].items()
         }
+        entity = data["entity"]
+        for comp in COMPARISONS.get(entity, ()):
+            # a model saved before a comparison existed scores it with the defaults
+            if comp.name not in params:
+                params[comp.name] = FieldParams(
+                    DEFAULT_M[entity][comp.name], DEFAULT_U[entity][comp.name]
+                )
         tf = {
             name: TermFrequencies(int(t["total"]), {str(k): int(v) for k, v in t["counts"].items()})
             for name, t in data.get("tf", {}).items()

@@ -40,7 +40,7 @@ from contracts.envelope import Entity, Envelope, Op
 from flows.identity.blocking import blocking_keys
 from flows.identity.normalize import fold
 from flows.identity.profile import Profile, build_profile, merge_profiles
-from flows.identity.resolver import golden_id_for
+from flows.identity.resolver import golden_id_for, rank_candidates
 from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
 from hub.core.errors import TransientError
 from hub.store.db import insert_ignoring_conflicts
@@ -205,13 +205,7 @@ class BatchIndex:
                 self.new_postings.append((key, golden_id))
 
     def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
-        shared: Counter[str] = Counter()
-        for key in keys:
-            ids = self._postings.get(key)
-            if ids:
-                shared.update(ids)
-        ranked = sorted([(-count, gid) for gid, count in shared.items()])
-        return [gid for _, gid in ranked[:limit]]
+        return rank_candidates(self._postings, keys, limit)
 
     # ClusterStore ---------------------------------------------------------------------------
 

@@ -217,3 +217,66 @@ def test_model_round_trips_through_json() -> None:
     a = customer_profile({"kind": "person", "name": "张伟", "phones": ["13812345678"]})
     b = customer_profile({"kind": "person", "name": "張偉", "phones": ["138 1234 5678"]})
     assert score(again, a, b).weight == pytest.approx(score(model, a, b).weight)
+
+
+def person(name: str, dob: str | None, phone: str = "+49 30 2541894") -> dict[str, Any]:
+    return {
+        "kind": "person",
+        "name": name,
+        "birth_date": dob,
+        "phones": [phone],
+        "addresses": [{"city": "Berlin", "street": "54 Storgatan"}],
+    }
+
+
+@pytest.mark.parametrize("lift", [True, False])
+def test_a_given_name_variant_merges_when_family_name_and_birth_date_agree(lift: bool) -> None:
+    r = Resolver(Model.default("customer"), IdentityConfig(dob_lifts_name_veto=lift))
+    first = r.resolve("crm", "C1", person("Oleksandr Janssen", "1956-07-02"))
+    second = r.resolve("erp", "E1", person("Sasha Janssen", "1956-07-02"))
+    if lift:
+        assert second.action == "merge" and second.golden_id == first.golden_id
+        assert any(e.level == "name veto lifted" for e in second.evidence)
+    else:
+        assert second.action == "review" and "disagreement" in second.flags
+
+
+def test_a_relative_at_the_same_address_is_not_merged() -> None:
+    r = resolver()
+    first = r.resolve("crm", "C1", person("Oleksandr Janssen", "1956-07-02"))
+    # same family name, phone and address; another birth date: the son, not a typo
+    son = r.resolve("erp", "E1", person("Sasha Janssen", "1984-03-11"))
+    # same birth date but another family name: no lifting either
+    other = r.resolve("oa", "O1", person("Sasha Petrenko", "1956-07-02"))
+    assert son.golden_id != first.golden_id and son.action != "merge"
+    assert other.golden_id != first.golden_id and other.action != "merge"
+
+
+def part(sid: str, name: str, spec: str, code: str) -> InputRow:
+    body = {"code": code, "name": name, "specification": spec, "uom": "PCS"}
+    return InputRow("erp", sid, body)
+
+
+def test_materials_of_one_size_in_another_grade_are_different_parts() -> None:
+    rows = [
+        part("R1", "贴片电阻 1%", "10K*0603", "P-100"),
+        part("R2", "片式电阻(1%)", "10K x 0603", "P100"),
+        part("R5", "贴片电阻 5%", "10K*0603", "P-200"),
+        part("S4", "不锈钢304内六角螺钉", "M3x8", "P-300"),
+        part("S6", "不锈钢316内六角螺钉", "M3x8", "P-400"),
+    ]
+    out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows).rows}
+    assert out["R1"] == out["R2"]
+    assert out["R5"] != out["R1"] and out["S6"] != out["S4"]
+
+
+def test_a_part_typed_in_other_words_is_found_among_many_namesakes_in_other_sizes() -> None:
+    # twelve screws named alike in other lengths share more name keys with the new record
+    # than the right part does; the right part shares the specification and the code
+    rows = [part(f"N{n}", "内六角圆柱头螺钉", f"M4x{n}", f"P-5{n:02d}") for n in range(10, 34, 2)]
+    rows.insert(5, part("T", "杯头螺丝", "M4x52", "P-777"))
+    rows.append(part("V", "内六角圆柱头螺钉", "M4×52", "P777"))
+    config = IdentityConfig(max_candidates=4)
+    out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows, config).rows}
+    assert out["V"] == out["T"]
+    assert len({out[f"N{n}"] for n in range(10, 34, 2)}) == 12
