@@ -15,10 +15,12 @@ Per golden event, in the batch's store transaction:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import topics
 from contracts.envelope import Envelope, Op
@@ -26,11 +28,13 @@ from flows.sync import master
 from flows.sync.config import MasterSync, SyncConfig
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.delivery import xref
+from hub.store.delivery_models import Xref
 from hub.store.identity_models import GoldenMember
 from hub.store.models import RecordEvent
 from hub.store.sync_models import SyncState
 
 NAME = "sync.master"
+CHUNK = 1000  # keys per IN (...) query
 CHANGES_PREFIX = "changes."
 DUPLICATE_MARK = "~dup~"
 
@@ -72,6 +76,69 @@ def _fresh(env: Envelope, entity: str, key: str, body: dict[str, Any]) -> Envelo
     )
 
 
+@dataclass
+class _Batch:
+    """What a batch's events need from the store, read in a few queries up front and kept
+    current as the batch writes (only this flow writes xrefs of golden keys and sync_state;
+    golden members are the identity flow's, unchanged while this batch runs)."""
+
+    states: dict[tuple[str, str], SyncState] = field(default_factory=dict)
+    known: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    held: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    member_of: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, s: AsyncSession, events: list[tuple[str, str, Envelope]]) -> _Batch:
+        b = cls()
+        keys = sorted({(e, g) for e, g, _ in events})
+        for i in range(0, len(keys), CHUNK):
+            part = keys[i : i + CHUNK]
+            rows = await s.scalars(
+                select(SyncState).where(tuple_(SyncState.entity, SyncState.key).in_(part))
+            )
+            b.states.update({(r.entity, r.key): r for r in rows})
+            found = await s.execute(
+                select(Xref.entity, Xref.key, Xref.system, Xref.local_id).where(
+                    tuple_(Xref.entity, Xref.key).in_(part)
+                )
+            )
+            for entity, key, system, lid in found.tuples():
+                b.known.setdefault((entity, key), {})[system] = lid
+        pairs = {(e, sys, lid) for e, _, env in events for sys, lid in _members(env.body)}
+        pairs |= {(e, sys, lid) for (e, _), ids in b.known.items() for sys, lid in ids.items()}
+        wanted = sorted(pairs)
+        for i in range(0, len(wanted), CHUNK):
+            b.held.update(await xref.holders(s, wanted[i : i + CHUNK]))
+            found = await s.execute(
+                select(
+                    GoldenMember.entity,
+                    GoldenMember.source_system,
+                    GoldenMember.source_id,
+                    GoldenMember.golden_id,
+                ).where(
+                    tuple_(
+                        GoldenMember.entity, GoldenMember.source_system, GoldenMember.source_id
+                    ).in_(wanted[i : i + CHUNK])
+                )
+            )
+            b.member_of.update({(e, sys, sid): g for e, sys, sid, g in found.tuples()})
+        return b
+
+    def known_of(self, entity: str, key: str) -> dict[str, str]:
+        return self.known.setdefault((entity, key), {})
+
+    async def learn(self, s: AsyncSession, entity: str, key: str, system: str, lid: str) -> None:
+        await xref.upsert_many(s, [_xref_row(entity, key, system, lid)])
+        self.known_of(entity, key)[system] = lid
+        self.held[(entity, system, lid)] = key
+
+    async def forget(self, s: AsyncSession, entity: str, key: str, system: str) -> None:
+        await xref.forget(s, entity, key, system)
+        lid = self.known.get((entity, key), {}).pop(system, None)
+        if lid is not None and self.held.get((entity, system, lid)) == key:
+            del self.held[(entity, system, lid)]
+
+
 class MasterSyncFlow:
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
@@ -81,13 +148,21 @@ class MasterSyncFlow:
         edits = [i for i in items if i.rec.topic.startswith(CHANGES_PREFIX)]
         if edits:
             await self._refreeze(ctx, edits)
+        events: list[tuple[str, str, Envelope]] = []
         for item in items:
             if item.rec.topic.startswith(CHANGES_PREFIX):
                 continue
             entity = item.env.entity.value
             conf = self.config.master.get(entity)  # type: ignore[call-overload]
             if conf is not None and conf.subscribers:
-                await self._one(ctx, item.env, entity, conf, now)
+                gid = str(item.env.body.get("golden_id") or item.env.source_id)
+                events.append((entity, gid, item.env))
+        if not events:
+            return
+        batch = await _Batch.load(ctx.session, events)
+        for entity, gid, env in events:
+            conf = self.config.master[entity]  # type: ignore[index]
+            await self._one(ctx, batch, env, entity, gid, conf, now)
 
     async def _refreeze(self, ctx: FlowContext, items: list[Item]) -> None:
         """A copy quarantined as a duplicate that its clerk edits (and so unfreezes) is frozen
@@ -112,15 +187,19 @@ class MasterSyncFlow:
             ctx.emit(topics.outbound(env.source_system), _fresh(env, ids[0], key, body), key=key)
 
     async def _one(
-        self, ctx: FlowContext, env: Envelope, entity: str, conf: MasterSync, now: datetime
+        self,
+        ctx: FlowContext,
+        batch: _Batch,
+        env: Envelope,
+        entity: str,
+        gid: str,
+        conf: MasterSync,
+        now: datetime,
     ) -> None:
         s = ctx.session
-        gid = str(env.body.get("golden_id") or env.source_id)
         origin = master.origin_of(env.trace, env.source_system)
-        await self._learn(ctx, env, entity, gid, conf)
-        state = await s.scalar(
-            select(SyncState).where(SyncState.entity == entity, SyncState.key == gid)
-        )
+        await self._learn(ctx, batch, env, entity, gid, conf)
+        state = batch.states.get((entity, gid))
         last = state.body if state is not None else None
         p = master.plan(entity, env.body, origin, last, state.quarantined if state else False, conf)
         if p.rejected:
@@ -140,7 +219,7 @@ class MasterSyncFlow:
         if p.body is None:
             return
         if p.quarantined:
-            holders = await xref.systems_of(s, entity, gid)
+            holders = batch.known_of(entity, gid)
             sent = set(state.targets if state else ())
             targets = sorted((sent | set(holders)) & set(conf.subscribers))
             if "deleted in" in p.reason:
@@ -155,27 +234,32 @@ class MasterSyncFlow:
         for target in targets:
             ctx.emit(topics.outbound(target), out, key=gid)
         if state is None:
-            s.add(
-                SyncState(
-                    entity=entity,
-                    key=gid,
-                    body=p.body,
-                    quarantined=p.quarantined,
-                    targets=sorted(targets),
-                    version=1,
-                    updated_at=now,
-                )
+            state = SyncState(
+                entity=entity,
+                key=gid,
+                body=p.body,
+                quarantined=p.quarantined,
+                targets=sorted(targets),
+                version=1,
+                updated_at=now,
             )
+            s.add(state)
+            batch.states[(entity, gid)] = state
         else:
             state.body = p.body
             state.quarantined = p.quarantined
             state.targets = sorted(set(state.targets) | set(targets))
             state.version += 1
             state.updated_at = now
-        await s.flush()
 
     async def _learn(
-        self, ctx: FlowContext, env: Envelope, entity: str, gid: str, conf: MasterSync
+        self,
+        ctx: FlowContext,
+        batch: _Batch,
+        env: Envelope,
+        entity: str,
+        gid: str,
+        conf: MasterSync,
     ) -> None:
         """Cross-references from the members; duplicates within one system quarantined.
 
@@ -187,24 +271,20 @@ class MasterSyncFlow:
         """
         members = _members(env.body)
         s = ctx.session
-        known = await xref.systems_of(s, entity, gid)
-        await self._drop_moved(ctx, entity, gid, known, set(members))
-        if not members:
-            return
-        held = await xref.holders(s, [(entity, sys, lid) for sys, lid in members])
+        known = batch.known_of(entity, gid)
+        await self._drop_moved(ctx, batch, entity, gid, set(members))
         for system, local in members:
-            owner = held.get((entity, system, local))
+            owner = batch.held.get((entity, system, local))
             # held by another golden record, or as a duplicate of another one
             moved = owner is not None and owner.split(DUPLICATE_MARK)[0] != gid
             if moved and owner is not None and system not in known:
                 # that copy there is this one's now (a split, a merge, an accepted review)
-                await xref.forget(s, entity, owner, system)
+                await batch.forget(s, entity, owner, system)
                 owner = None
             if owner is not None:
                 continue  # already known: as this golden record, or as a retired one
             if system not in known:
-                await xref.upsert_many(s, [_xref_row(entity, gid, system, local)])
-                known[system] = local
+                await batch.learn(s, entity, gid, system, local)
                 continue
             if system not in conf.subscribers or conf.deletes == "ignore":
                 continue
@@ -212,7 +292,7 @@ class MasterSyncFlow:
                 continue
             # A second record of this golden record in one system: a clerk typed it again.
             dup = duplicate_key(gid, system, local)
-            await xref.upsert_many(s, [_xref_row(entity, dup, system, local)])
+            await batch.learn(s, entity, dup, system, local)
             body = master.record_of(env.body)
             if not body:
                 continue
@@ -224,33 +304,16 @@ class MasterSyncFlow:
             )
 
     async def _drop_moved(
-        self,
-        ctx: FlowContext,
-        entity: str,
-        gid: str,
-        known: dict[str, str],
-        members: set[tuple[str, str]],
+        self, ctx: FlowContext, batch: _Batch, entity: str, gid: str, members: set[tuple[str, str]]
     ) -> None:
         """Forget copies that were members of ``gid`` and now belong to another golden record
         (a copy the hub created there is no member of any, and stays)."""
-        candidates = [
-            (system, lid) for system, lid in known.items() if (system, lid) not in members
-        ]
-        if not candidates:
-            return
-        s = ctx.session
-        rows = await s.execute(
-            select(
-                GoldenMember.source_system, GoldenMember.source_id, GoldenMember.golden_id
-            ).where(
-                GoldenMember.entity == entity,
-                tuple_(GoldenMember.source_system, GoldenMember.source_id).in_(candidates),
-            )
-        )
-        for system, _lid, owner in rows.tuples():
-            if owner != gid:
-                await xref.forget(s, entity, gid, system)
-                known.pop(system, None)
+        for system, lid in list(batch.known_of(entity, gid).items()):
+            if (system, lid) in members:
+                continue
+            owner = batch.member_of.get((entity, system, lid))
+            if owner is not None and owner != gid:
+                await batch.forget(ctx.session, entity, gid, system)
 
 
 def spec(config: SyncConfig) -> FlowSpec:
