@@ -286,13 +286,16 @@ class MasterSyncFlow:
             if system not in known:
                 await batch.learn(s, entity, gid, system, local)
                 continue
+            # A second record of this golden record in one system: a clerk typed it again.
+            # Its cross-reference is kept whatever happens to it next: orders and other
+            # messages that quote it must resolve to the golden record (they parked for ever
+            # when a filtered subscriber's duplicate was left without one).
+            dup = duplicate_key(gid, system, local)
+            await batch.learn(s, entity, dup, system, local)
             if system not in conf.subscribers or conf.deletes == "ignore":
                 continue
             if not conf.wants(system, master.record_of(env.body)):
                 continue
-            # A second record of this golden record in one system: a clerk typed it again.
-            dup = duplicate_key(gid, system, local)
-            await batch.learn(s, entity, dup, system, local)
             body = master.record_of(env.body)
             if not body:
                 continue
