@@ -71,6 +71,7 @@ class Hub:
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
     unparker: Any = None  # hub.sync_unparker.Unparker when the order flow runs
+    epoch: Any = None  # hub.broker.epoch.BrokerEpochWatch
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,6 +104,7 @@ class Hub:
             lease_s=s.relay_lease_s,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        await self._start_epoch_watch()
         self.delivery = DeliveryService.from_settings(s)
         if self.run_flows:
             for spec in [*self.flows, *self.delivery.flows()]:
@@ -121,6 +123,30 @@ class Hub:
             self._tasks.append(replay_task)
             await self._start_api()
         log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+
+    async def _start_epoch_watch(self) -> None:
+        from hub.broker.epoch import BrokerEpochWatch
+
+        assert self.sessions is not None and self.producer is not None and self.relay
+        self.epoch = BrokerEpochWatch(
+            self.settings, self.bootstrap, self.sessions, self.producer, on_loss=self._rewind
+        )
+        try:
+            # Before the flows start: a broker that came back empty gets the outbox again.
+            await self.epoch.check()
+        except Exception as exc:
+            log.warning("broker epoch check at start failed: %s: %s", type(exc).__name__, exc)
+        self._tasks.append(
+            asyncio.create_task(self.epoch.run(self.relay.wake), name="broker-epoch")
+        )
+
+    async def _rewind(self) -> None:
+        """The broker lost its log: positions in it mean nothing in the new one."""
+        for r in self.runners:
+            with contextlib.suppress(Exception):
+                assigned = r.consumer.assignment()
+                if assigned:
+                    await r.consumer.seek_to_beginning(*assigned)
 
     def _start_urge_scheduler(self) -> None:
         from flows.urge import flow as urges
@@ -252,6 +278,8 @@ class Hub:
             self.unparker.stop()
         if self.relay:
             self.relay.stop()
+        if self.epoch is not None:
+            self.epoch.stop()
         if self.replayer is not None:
             self.replayer.stop()
         if self.delivery is not None:
@@ -266,6 +294,8 @@ class Hub:
                 await asyncio.gather(*pending, return_exceptions=True)
         if self.delivery is not None:
             await self.delivery.aclose()
+        if self.epoch is not None:
+            await self.epoch.close()
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()

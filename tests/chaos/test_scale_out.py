@@ -73,7 +73,10 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
         for p in workers.values():
             await so.stop_worker(p)
         await engine.dispose()
-    scenario = f"{WORKERS} workers, one SIGKILLed 3-6 s after the last recovery, {N} mixed messages, PostgreSQL"
+    scenario = (
+        f"{WORKERS} workers, one SIGKILLed 3-6 s after the last recovery, {N} mixed messages, "
+        "PostgreSQL"
+    )
     record(scenario, "messages lost", result.lost, "0")
     record(scenario, "effects duplicated (lineage rows)", result.duplicated, "0")
     record(
