@@ -73,6 +73,7 @@ class Hub:
     unparker: Any = None  # hub.sync_unparker.Unparker when the order flow runs
     epoch: Any = None  # hub.broker.epoch.BrokerEpochWatch
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _embedded_watch: asyncio.Task[Any] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,11 @@ class Hub:
             self.embedded = EmbeddedBroker()
             self.bootstrap = await asyncio.to_thread(self.embedded.start)
         self.broker_info = await kafka.check_reachable(s, self.bootstrap)
+        if self.embedded is not None:
+            self._embedded_watch = asyncio.create_task(
+                self._watch_embedded(), name="embedded-broker"
+            )
+            self._tasks.append(self._embedded_watch)
         from hub.ingest.native_flow import native_topics
 
         await kafka.ensure_topics(s, self.bootstrap, topics.all_topics() + sorted(native_topics()))
@@ -128,9 +134,7 @@ class Hub:
         from hub.broker.epoch import BrokerEpochWatch
 
         assert self.sessions is not None and self.producer is not None and self.relay
-        self.epoch = BrokerEpochWatch(
-            self.settings, self.bootstrap, self.sessions, self.producer, on_loss=self._rewind
-        )
+        self.epoch = BrokerEpochWatch(self.settings, self.bootstrap, self.sessions, self.producer)
         try:
             # Before the flows start: a broker that came back empty gets the outbox again.
             await self.epoch.check()
@@ -140,13 +144,13 @@ class Hub:
             asyncio.create_task(self.epoch.run(self.relay.wake), name="broker-epoch")
         )
 
-    async def _rewind(self) -> None:
-        """The broker lost its log: positions in it mean nothing in the new one."""
-        for r in self.runners:
-            with contextlib.suppress(Exception):
-                assigned = r.consumer.assignment()
-                if assigned:
-                    await r.consumer.seek_to_beginning(*assigned)
+    async def _watch_embedded(self) -> None:
+        """The embedded broker is this process's child and keeps its log in memory: if it
+        dies, stop (a supervisor starts the hub again with a new, empty broker, and the epoch
+        check at start republishes the outbox, hub/broker/epoch.py)."""
+        assert self.embedded is not None and self.embedded.proc is not None
+        code = await asyncio.to_thread(self.embedded.proc.wait)
+        raise RuntimeError(f"the embedded broker exited with code {code}")
 
     def _start_urge_scheduler(self) -> None:
         from flows.urge import flow as urges
@@ -268,6 +272,8 @@ class Hub:
         return checks
 
     async def stop(self) -> None:
+        if self._embedded_watch is not None:
+            self._embedded_watch.cancel()  # we stop the broker ourselves below
         for r in self.runners:
             r.stop()
         for p in self.pollers:

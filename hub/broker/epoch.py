@@ -7,13 +7,16 @@ partition topic ``eai.broker.epoch`` is a random id. Every hub process reads it 
 every ``broker_check_interval_s``; an empty topic or another id means the broker lost what it
 held. Then:
 
-- the process rewinds its consumers to the beginning of what the new broker holds (their
-  in-memory positions belong to the lost log and could skip past new records);
 - exactly one process (the one that inserts the ``kv_state`` row named after the new epoch)
   marks the outbox rows sent in the last ``broker_loss_republish_s`` as unsent, so the relay
   publishes them again. Consumers drop what they had already applied through their ledgers
   (same message id): the loss costs repeats, never an effect twice, never a message lost
-  that the store had accepted (a webhook's records, a flow's outputs).
+  that the store had accepted (a webhook's records, a flow's outputs);
+- a process that notices the loss while running then stops with ``BrokerLost`` (exit code 1)
+  for its supervisor (Docker's restart policy, systemd) to start it again: its consumers'
+  positions and group membership belong to the lost log, and rewinding them in place proved
+  unreliable (a consumer rejoining the new broker's group stalled, docs/decisions.md 29a),
+  while a fresh process joins the new broker's groups cleanly and reads from the start.
 
 Messages other systems produced straight to the broker are not in the outbox and are lost
 with it; on Apache Kafka with replication (docs/operations.md) a broker restart loses nothing
@@ -43,6 +46,10 @@ log = logging.getLogger(__name__)
 
 EPOCH_TOPIC = "eai.broker.epoch"
 _TP = TopicPartition(EPOCH_TOPIC, 0)
+
+
+class BrokerLost(RuntimeError):
+    """The broker lost its data while this process ran; restart the process."""
 
 
 class BrokerEpochWatch:
@@ -112,8 +119,7 @@ class BrokerEpochWatch:
         self.losses += 1
         self.last_loss_at = datetime.now(UTC)
         log.error(
-            "the broker at %s lost its data (epoch %s): rewinding consumers, republishing the "
-            "outbox of the last %.0f s",
+            "the broker at %s lost its data (epoch %s): republishing the outbox of the last %.0f s",
             self.bootstrap,
             epoch,
             self.window.total_seconds(),
@@ -162,10 +168,16 @@ class BrokerEpochWatch:
             if self._stopping.is_set():
                 break
             try:
-                if await self.check():
-                    wake()
+                lost = await self.check()
             except Exception as exc:  # the broker is away: look again next round
                 log.debug("broker epoch check: %s: %s", type(exc).__name__, exc)
+                continue
+            if lost:
+                wake()
+                raise BrokerLost(
+                    f"the broker at {self.bootstrap} lost its data; the outbox is marked for "
+                    "republishing: restart this process"
+                )
 
     async def close(self) -> None:
         if self._consumer is not None:
