@@ -62,8 +62,9 @@ def start_hub(bootstrap: str | None, store_url: str, api: int) -> subprocess.Pop
 
 
 def child_of(pid: int) -> int:
-    """The hub's embedded broker: its only child process."""
-    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    """The hub's embedded broker: its only child process (started from a worker thread, so
+    listed under that thread's task)."""
+    kids = [k for t in Path(f"/proc/{pid}/task").glob("*/children") for k in t.read_text().split()]
     assert len(kids) == 1, kids
     return int(kids[0])
 
