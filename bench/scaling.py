@@ -106,10 +106,10 @@ async def raw_loop(
                     pairs.append((r.key, r.timestamp, fut))
                 seen += len(rs)
             if pairs:
-                metas = await asyncio.gather(*(f for _, f in pairs))
+                metas = await asyncio.gather(*(f for _, _, f in pairs))
                 if latencies is not None:
                     latencies.extend(
-                        m.timestamp - ts for (ts, _), m in zip(pairs, metas, strict=True)
+                        (k, m.timestamp - ts) for (k, ts, _), m in zip(pairs, metas, strict=True)
                     )
                 await consumer.commit()
     finally:

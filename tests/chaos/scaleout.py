@@ -142,6 +142,7 @@ class Audit:
     duplicated: int = 0
     wrong_outcome: int = 0
     wrong_state: int = 0
+    stale_overwrites: int = 0  # records left at a lower version than the newest one sent
     changes_missing: int = 0
     changes_duplicated: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -192,6 +193,9 @@ async def audit(sessions: Any, stream: Stream) -> Audit:
     held = {(e, sysname, sid): (v, rev, p.get("name")) for e, sysname, sid, v, rev, p in records}
     want = {k: (v, rev, body.get("name")) for k, (v, body, rev) in stream.final.items()}
     a.wrong_state = sum(1 for k in want.keys() | held.keys() if want.get(k) != held.get(k))
+    a.stale_overwrites = sum(
+        1 for k, (v, _, _) in want.items() if k in held and (held[k][0] or 0) < v
+    )
     a.changes_missing = len(stream.applied - set(causes))
     a.changes_duplicated = sum(c - 1 for c in causes.values() if c > 1) + len(
         set(causes) - stream.applied

@@ -89,6 +89,12 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
     record(scenario, "records differing from the expected final state", result.wrong_state, "0")
     record(
         scenario,
+        "older versions (overtaken or replayed) that overwrote a newer one",
+        f"{result.stale_overwrites} of {stream.kinds['overtaken'] + stream.kinds['replayed old']}",
+        "0 of any",
+    )
+    record(
+        scenario,
         "outcomes (applied / stale / unchanged)",
         (
             f"{result.outcomes['applied']} / {result.outcomes['stale']} / "
