@@ -50,7 +50,7 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
 
             await wait_until(started, timeout=120, what="the group's first commit")
             while True:
-                await asyncio.sleep(rng.uniform(3.0, 6.0))
+                await asyncio.sleep(rng.uniform(1.0, 3.0))
                 if not await watch.lagging():
                     break
                 name = rng.choice(sorted(workers))
@@ -74,7 +74,7 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
             await so.stop_worker(p)
         await engine.dispose()
     scenario = (
-        f"{WORKERS} workers, one SIGKILLed 3-6 s after the last recovery, {N} mixed messages, "
+        f"{WORKERS} workers, one SIGKILLed 1-3 s after the last recovery, {N} mixed messages, "
         "PostgreSQL"
     )
     record(scenario, "messages lost", result.lost, "0")
