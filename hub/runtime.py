@@ -83,7 +83,9 @@ class Hub:
     api_server: Any = None
     broker_info: kafka.BrokerInfo | None = None
     unparker: Any = None  # hub.sync_unparker.Unparker when a flow that parks runs
+    epoch: Any = None  # hub.broker.epoch.BrokerEpochWatch
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _embedded_watch: asyncio.Task[Any] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -102,6 +104,11 @@ class Hub:
             self.embedded = EmbeddedBroker()
             self.bootstrap = await asyncio.to_thread(self.embedded.start)
         self.broker_info = await kafka.check_reachable(s, self.bootstrap)
+        if self.embedded is not None:
+            self._embedded_watch = asyncio.create_task(
+                self._watch_embedded(), name="embedded-broker"
+            )
+            self._tasks.append(self._embedded_watch)
         from hub.ingest.native_flow import native_topics
 
         await kafka.ensure_topics(s, self.bootstrap, topics.all_topics() + sorted(native_topics()))
@@ -115,6 +122,7 @@ class Hub:
             lease_s=s.relay_lease_s,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        await self._start_epoch_watch()
         self.delivery = DeliveryService.from_settings(s)
         if self.run_flows:
             for spec in [*self.flows, *self.delivery.flows()]:
@@ -133,6 +141,28 @@ class Hub:
             self._tasks.append(replay_task)
             await self._start_api()
         log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+
+    async def _start_epoch_watch(self) -> None:
+        from hub.broker.epoch import BrokerEpochWatch
+
+        assert self.sessions is not None and self.producer is not None and self.relay
+        self.epoch = BrokerEpochWatch(self.settings, self.bootstrap, self.sessions, self.producer)
+        try:
+            # Before the flows start: a broker that came back empty gets the outbox again.
+            await self.epoch.check()
+        except Exception as exc:
+            log.warning("broker epoch check at start failed: %s: %s", type(exc).__name__, exc)
+        self._tasks.append(
+            asyncio.create_task(self.epoch.run(self.relay.wake), name="broker-epoch")
+        )
+
+    async def _watch_embedded(self) -> None:
+        """The embedded broker is this process's child and keeps its log in memory: if it
+        dies, stop (a supervisor starts the hub again with a new, empty broker, and the epoch
+        check at start republishes the outbox, hub/broker/epoch.py)."""
+        assert self.embedded is not None and self.embedded.proc is not None
+        code = await asyncio.to_thread(self.embedded.proc.wait)
+        raise RuntimeError(f"the embedded broker exited with code {code}")
 
     def _start_urge_scheduler(self) -> None:
         from flows.urge import flow as urges
@@ -257,6 +287,8 @@ class Hub:
         return checks
 
     async def stop(self) -> None:
+        if self._embedded_watch is not None:
+            self._embedded_watch.cancel()  # we stop the broker ourselves below
         for r in self.runners:
             r.stop()
         for p in self.pollers:
@@ -267,6 +299,8 @@ class Hub:
             self.unparker.stop()
         if self.relay:
             self.relay.stop()
+        if self.epoch is not None:
+            self.epoch.stop()
         if self.replayer is not None:
             self.replayer.stop()
         if self.delivery is not None:
@@ -281,6 +315,8 @@ class Hub:
                 await asyncio.gather(*pending, return_exceptions=True)
         if self.delivery is not None:
             await self.delivery.aclose()
+        if self.epoch is not None:
+            await self.epoch.close()
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await self.producer.stop()

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         "partitions move to the others",
     )
     group_prefix: str = Field("eai", description="consumer group id prefix")
+    broker_check_interval_s: float = Field(
+        5.0, gt=0, description="how often each hub process checks the broker still holds its data"
+    )
+    broker_loss_republish_s: float = Field(
+        3600.0,
+        ge=0,
+        description="after a broker lost its data: republish outbox rows sent this far back",
+    )
 
     # Store.
     database_url: str = Field(

@@ -117,7 +117,9 @@ async def check_reachable(settings: Settings, bootstrap: str) -> BrokerInfo:
         await admin.close()
 
 
-async def ensure_topics(settings: Settings, bootstrap: str, names: list[str]) -> list[str]:
+async def ensure_topics(
+    settings: Settings, bootstrap: str, names: list[str], partitions: int | None = None
+) -> list[str]:
     """Create missing topics with the configured partitions, replication and retention."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings, bootstrap))
     await admin.start()
@@ -130,7 +132,10 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: list[str]) ->
         if missing:
             new = [
                 NewTopic(
-                    n, settings.topic_partitions, settings.topic_replication, topic_configs=configs
+                    n,
+                    partitions or settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=configs,
                 )
                 for n in missing
             ]
