@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, func, select
 
@@ -335,18 +335,6 @@ async def release_parked(
         await s.execute(delete(Parked).where(Parked.id == row.id))
         released += 1
     return released, rows[-1].id if rows else after_id
-
-
-async def parked_overview(ctx: FlowContext, overdue_after_s: float) -> dict[str, Any]:
-    s = ctx.session
-    now = datetime.now(UTC)
-    total = await s.scalar(select(func.count()).select_from(Parked))
-    oldest = await s.scalar(select(func.min(Parked.parked_at)))
-    return {
-        "parked": int(total or 0),
-        "oldest_age_s": (now - oldest).total_seconds() if oldest else None,
-        "overdue_after_s": overdue_after_s,
-    }
 
 
 __all__ = [
