@@ -123,7 +123,12 @@ class Hub:
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         await self._start_epoch_watch()
-        self.delivery = DeliveryService.from_settings(s)
+        second_copy = None
+        if s.sync_enabled:
+            from flows.sync.master import second_copy_policy
+
+            second_copy = second_copy_policy(load_sync_config(s).master)
+        self.delivery = DeliveryService.from_settings(s, second_copy=second_copy)
         if self.run_flows:
             for spec in [*self.flows, *self.delivery.flows()]:
                 self.runners.append(self._runner(spec))

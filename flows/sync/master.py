@@ -16,7 +16,7 @@ the canonical record only, after two rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,24 @@ def quarantine(entity: str, last: Mapping[str, Any], reason: str) -> dict[str, A
     body["attributes"] = attributes
     if entity == "customer" and body.get("status", "potential") != "invalid":
         body["frozen"] = True  # an invalid customer cannot be frozen; the mark says enough
+    return body
+
+
+SecondCopyBody = Callable[[str, dict[str, Any], str, str], dict[str, Any] | None]
+
+
+def second_copy_policy(conf: Mapping[str, MasterSync]) -> SecondCopyBody:
+    """What a system gets for a second copy the hub's create put there while the system's own
+    copy of that golden record was being linked (the deliverer keeps the first linked): it is
+    quarantined as a duplicate of the kept one, like a copy a clerk typed twice, unless the
+    configuration ignores deletes for that entity."""
+
+    def body(entity: str, sent: dict[str, Any], kept: str, key: str) -> dict[str, Any] | None:
+        c = conf.get(entity)
+        if c is None or c.deletes == "ignore":
+            return None
+        return quarantine(entity, sent, f"duplicate of {kept} (golden record {key})")
+
     return body
 
 

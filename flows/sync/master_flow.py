@@ -36,12 +36,8 @@ from hub.store.sync_models import SyncState
 NAME = "sync.master"
 CHUNK = 1000  # keys per IN (...) query
 CHANGES_PREFIX = "changes."
-DUPLICATE_MARK = "~dup~"
-
-
-def duplicate_key(golden_id: str, system: str, local_id: str) -> str:
-    """The key a re-entered duplicate travels under to be quarantined in its own system."""
-    return f"{golden_id}{DUPLICATE_MARK}{system}:{local_id}"
+DUPLICATE_MARK = xref.DUPLICATE_MARK
+duplicate_key = xref.duplicate_key
 
 
 def _members(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -131,6 +127,14 @@ class _Batch:
         await xref.upsert_many(s, [_xref_row(entity, key, system, lid)])
         self.known_of(entity, key)[system] = lid
         self.held[(entity, system, lid)] = key
+
+    async def link(self, s: AsyncSession, entity: str, key: str, system: str, lid: str) -> str:
+        """Link a key that had no copy in ``system`` when the batch was read; returns the
+        local id it has now (another one if the deliverer linked a copy meanwhile)."""
+        linked = await xref.link_if_absent(s, entity, key, system, lid)
+        self.known_of(entity, key)[system] = linked
+        self.held[(entity, system, linked)] = key
+        return linked
 
     async def forget(self, s: AsyncSession, entity: str, key: str, system: str) -> None:
         await xref.forget(s, entity, key, system)
@@ -283,10 +287,11 @@ class MasterSyncFlow:
                 owner = None
             if owner is not None:
                 continue  # already known: as this golden record, or as a retired one
-            if system not in known:
-                await batch.learn(s, entity, gid, system, local)
+            if system not in known and await batch.link(s, entity, gid, system, local) == local:
                 continue
-            # A second record of this golden record in one system: a clerk typed it again.
+            # A second record of this golden record in one system: a clerk typed it again
+            # (or the hub's create of a copy there landed, and was linked, while this batch
+            # ran: the first linked is the golden record's copy).
             # Its cross-reference is kept whatever happens to it next: orders and other
             # messages that quote it must resolve to the golden record (they parked for ever
             # when a filtered subscriber's duplicate was left without one).

@@ -59,8 +59,10 @@ class Deliverer:
         config: DeliveryConfig,
         *,
         rand: random.Random | None = None,
+        second_copy: queue.SecondCopy | None = None,
     ) -> None:
         self.system = system
+        self.second_copy = second_copy
         self.sink = sink
         self.sessions = sessions
         self.config = config
@@ -225,7 +227,11 @@ class Deliverer:
             try:
                 async with self.sessions() as s, s.begin():
                     answers = await queue.finish_many(
-                        s, self.owner, [p.attempt for p in batch], now=datetime.now(UTC)
+                        s,
+                        self.owner,
+                        [p.attempt for p in batch],
+                        now=datetime.now(UTC),
+                        second_copy=self.second_copy,
                     )
                 for p in batch:
                     p.resolve(answers[p.attempt[0].id])
@@ -245,7 +251,13 @@ class Deliverer:
             try:
                 async with self.sessions() as s, s.begin():
                     return (
-                        await queue.finish_many(s, self.owner, [attempt], now=datetime.now(UTC))
+                        await queue.finish_many(
+                            s,
+                            self.owner,
+                            [attempt],
+                            now=datetime.now(UTC),
+                            second_copy=self.second_copy,
+                        )
                     )[job.id]
             except Exception as exc:
                 self.counters.store_errors += 1

@@ -8,7 +8,7 @@ transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -19,10 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from connectors.common.sink import DeliveryResult, Outcome
+from contracts import topics
+from contracts.envelope import Entity, Envelope, Op
 from contracts.errors import ContractError
 from hub.core.dlq import Failure, dead_letter
 from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord, headers_from_json, headers_to_json
+from hub.core.outbox import add_rows, envelope_values
 from hub.core.processor import Item
 from hub.delivery import xref
 from hub.delivery.policy import Decision, Verdict, is_echo
@@ -260,6 +263,12 @@ async def claim(
 # ----------------------------------------------------------------------------- outcomes
 Attempt = tuple[Job, DeliveryResult, Decision]
 
+# What a system gets for a second copy of a record that a create of the hub put there while
+# the system's own copy of it was being linked: (entity, body sent, local id the key keeps,
+# key) -> the body that quarantines the copy, or None to leave it as it is (the sync layer
+# decides; the delivery layer only keeps the copy linked).
+SecondCopy = Callable[[str, dict[str, Any], str, str], dict[str, Any] | None]
+
 
 async def finish(
     session: AsyncSession,
@@ -269,18 +278,31 @@ async def finish(
     decision: Decision,
     *,
     now: datetime | None = None,
+    second_copy: SecondCopy | None = None,
 ) -> bool:
     """Record one attempt's outcome. False if the lease was lost to another worker (its
     outcome is the one that counts; ours changed nothing)."""
-    return (await finish_many(session, owner, [(job, result, decision)], now=now))[job.id]
+    answers = await finish_many(
+        session, owner, [(job, result, decision)], now=now, second_copy=second_copy
+    )
+    return answers[job.id]
 
 
 async def finish_many(
-    session: AsyncSession, owner: str, attempts: Sequence[Attempt], *, now: datetime | None = None
+    session: AsyncSession,
+    owner: str,
+    attempts: Sequence[Attempt],
+    *,
+    now: datetime | None = None,
+    second_copy: SecondCopy | None = None,
 ) -> dict[int, bool]:
     """Record the outcomes of several attempts with a handful of statements, whatever their
     number: delivered -> status and cross-reference; retry -> next attempt time; dead ->
-    dead letter. Rows whose lease this worker lost are left alone (False in the answer)."""
+    dead letter. Rows whose lease this worker lost are left alone (False in the answer).
+
+    A create links its key only if nothing linked the key in that system since the claim
+    (the sync flow may have learned the system's own copy meanwhile); otherwise the copy just
+    created is linked under a duplicate key and ``second_copy`` says how to quarantine it."""
     now = now or datetime.now(UTC)
     ids = [job.id for job, _, _ in attempts]
     q = select(Delivery.id).where(
@@ -298,6 +320,7 @@ async def finish_many(
     holders = await xref.holders(session, wanted)
     updates: list[dict[str, Any]] = []
     xrefs: list[dict[str, Any]] = []
+    creates: list[tuple[Job, str]] = []
     dead: list[tuple[Job, Decision, datetime]] = []
     for job, result, decision in mine:
         values: dict[str, Any] = {
@@ -318,7 +341,10 @@ async def finish_many(
             if local is not None:
                 at = (job.entity, job.system, local)
                 holder = holders.get(at)
-                if holder is None:
+                if holder is None and job.target_local_id is None:
+                    holders[at] = job.key
+                    creates.append((job, local))
+                elif holder is None:
                     holders[at] = job.key
                     xrefs.append(
                         {
@@ -352,6 +378,8 @@ async def finish_many(
     if updates:
         await session.execute(update(Delivery), updates)
     await xref.upsert_many(session, xrefs)
+    for job, local in creates:
+        await _link_created(session, job, local, now, second_copy)
     for job, decision, first in dead:
         await dead_letter(
             session,
@@ -364,6 +392,54 @@ async def finish_many(
             first_failure=first,
         )
     return {i: i in owned for i in ids}
+
+
+async def _link_created(
+    session: AsyncSession, job: Job, local: str, now: datetime, second_copy: SecondCopy | None
+) -> None:
+    kept = await xref.link_if_absent(session, job.entity, job.key, job.system, local)
+    if kept == local:
+        return
+    dup = xref.duplicate_key(job.key, job.system, local)
+    await xref.upsert_many(
+        session,
+        [
+            {
+                "entity": job.entity,
+                "key": dup,
+                "system": job.system,
+                "local_id": local,
+                "updated_at": now,
+            }
+        ],
+    )
+    log.warning(
+        "deliver.%s: %s %s was linked to %s while the hub created %s there: %s kept, the "
+        "created copy linked as %s",
+        job.system,
+        job.entity,
+        job.key,
+        kept,
+        local,
+        kept,
+        dup,
+    )
+    if second_copy is None:
+        return
+    sent = Envelope.from_bytes(job.envelope.encode("utf-8"))
+    body = second_copy(job.entity, dict(sent.body), kept, job.key)
+    if body is None:
+        return
+    out = Envelope(
+        entity=Entity(job.entity),
+        op=Op.upsert,
+        source_system="hub",
+        source_id=dup,
+        source_ts=sent.source_ts,
+        correlation_id=sent.correlation_id or sent.message_id,
+        body=body,
+    )
+    await add_rows(session, [envelope_values(topics.outbound(job.system), out, key=dup)])
 
 
 async def release(session: AsyncSession, ids: Sequence[int], owner: str) -> int:

@@ -31,6 +31,7 @@ class DeliveryService:
         *,
         connectors: Mapping[str, Connector] | None = None,
         clients: Mapping[str, httpx.AsyncClient] | None = None,
+        second_copy: queue.SecondCopy | None = None,
     ) -> None:
         if connectors is None:
             from connectors.registry import CONNECTORS
@@ -42,6 +43,7 @@ class DeliveryService:
         self.config = config
         self.connectors = connectors
         self.clients = dict(clients or {})
+        self.second_copy = second_copy
         self.deliverers: dict[str, Deliverer] = {}
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -72,7 +74,7 @@ class DeliveryService:
                 client=self.clients.get(system),  # None: the sink owns a client of its own
                 timeout=self.config.timeout_s,
             )
-            d = Deliverer(system, sink, sessions, self.config)
+            d = Deliverer(system, sink, sessions, self.config, second_copy=self.second_copy)
             self.deliverers[system] = d
             self._tasks.append(asyncio.create_task(d.run(), name=f"deliver-{system}"))
         return list(self._tasks)

@@ -21,6 +21,16 @@ from hub.store.delivery_models import Xref
 
 log = logging.getLogger(__name__)
 
+# A second record of one canonical record in one system (a clerk typed it again, or the hub
+# created a copy while the system's own record was being linked) travels under
+# ``<key>~dup~<system>:<local id>``: linked, so that nothing quoting it is orphaned, and
+# quarantined in that system.
+DUPLICATE_MARK = "~dup~"
+
+
+def duplicate_key(key: str, system: str, local_id: str) -> str:
+    return f"{key}{DUPLICATE_MARK}{system}:{local_id}"
+
 
 async def local_id(session: AsyncSession, entity: str, key: str, system: str) -> str | None:
     """The id ``system`` knows the record ``key`` by, or None if it does not have it yet."""
@@ -85,6 +95,27 @@ async def record(
             return owner
         raise
     return None
+
+
+async def link_if_absent(
+    session: AsyncSession, entity: str, key: str, system: str, local_id: str
+) -> str:
+    """Link ``key`` to ``local_id`` in ``system`` unless the key is linked there already, and
+    return the local id the key has now. Two writers link keys: the sync flow (from a member
+    a system typed) and the deliverer (from the id a system gave a record the hub created).
+    Each decided from what it read earlier; an upsert would let the later one cut the
+    other's record off. On PostgreSQL ON CONFLICT waits for a concurrent insert of the same
+    key to commit and then sees it."""
+    stmt = _upsert(session).values(
+        entity=entity, key=key, system=system, local_id=local_id, updated_at=datetime.now(UTC)
+    )
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["entity", "key", "system"]))
+    current = await session.scalar(
+        select(Xref.local_id)
+        .where(Xref.entity == entity, Xref.key == key, Xref.system == system)
+        .execution_options(populate_existing=True)
+    )
+    return str(current) if current is not None else local_id
 
 
 async def holders(

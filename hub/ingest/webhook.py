@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.requests import ClientDisconnect
 
 from connectors.registry import CONNECTORS
 from hub.ingest.store import write
@@ -16,6 +17,24 @@ router = APIRouter(tags=["connectors"])
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``: from its
+    Content-Length, or while it streams in (chunked), never read whole first."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                413, f"body of more than {limit} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _charset(content_type: str | None) -> str | None:
@@ -45,10 +64,13 @@ async def receive(
     conn = CONNECTORS.get(system)
     if conn is None:
         raise HTTPException(404, f"no connector {system!r} (known: {', '.join(CONNECTORS)})")
-    limit = hub.settings.max_webhook_bytes
-    raw = await request.body()
-    if len(raw) > limit:
-        raise HTTPException(413, f"body of {len(raw)} bytes exceeds EAI_MAX_WEBHOOK_BYTES={limit}")
+    try:
+        raw = await _body(request, hub.settings.max_webhook_bytes)
+    except ClientDisconnect:
+        # The caller gave up (its timeout) before sending the whole body: nothing was read,
+        # nothing accepted; its retry, with the same Idempotency-Key, is the one that counts.
+        log.info("webhook %s.%s: the client disconnected before its body arrived", system, entity)
+        return JSONResponse({"detail": "client disconnected before the body arrived"}, 400)
     charset = _charset(content_type)
     results = conn.decode(entity, raw, charset=charset, source="webhook")
     id_parts = ("webhook", system, entity, idempotency_key) if idempotency_key else None

@@ -328,14 +328,48 @@ async def _post(client: httpx.AsyncClient, url: str, body: list[Any], key: str) 
 
 
 # ------------------------------------------------------------------------------ settling
+async def flow_lags(hub: Any) -> dict[str, int]:
+    """Records each flow's consumer group has not committed yet, all its workers together
+    (the flows may run in another process: the groups are read from the broker)."""
+    from aiokafka import TopicPartition
+
+    from hub.broker.kafka import committed_offsets, topic_end_offsets
+
+    specs = [*hub.flows, *hub.delivery.flows()]
+    names = sorted({t for spec in specs for t in spec.topics})
+    parts = await topic_end_offsets(hub.settings, hub.bootstrap, names)
+    prefix = hub.settings.group_prefix
+    wanted = {
+        f"{prefix}.{spec.name}": [
+            TopicPartition(p.topic, p.partition) for p in parts if p.topic in spec.topics
+        ]
+        for spec in specs
+    }
+    committed = await committed_offsets(hub.settings, hub.bootstrap, wanted)
+    return {
+        gid: sum(
+            p.end_offset - committed[gid].get((p.topic, p.partition), 0)
+            for p in parts
+            if TopicPartition(p.topic, p.partition) in tps
+        )
+        for gid, tps in wanted.items()
+    }
+
+
 async def settle(
-    sessions: async_sessionmaker[AsyncSession], timeout: float, quiet_s: float = 4.0
+    sessions: async_sessionmaker[AsyncSession],
+    timeout: float,
+    quiet_s: float = 4.0,
+    hub: Any = None,
 ) -> float:
-    """Wait until nothing is left to publish or deliver and nothing moved for ``quiet_s``
-    (flows still consuming would write outbox rows, ledger rows or deliveries)."""
+    """Wait until nothing is left to publish or deliver, nothing moved for ``quiet_s`` (flows
+    still consuming would write outbox rows, ledger rows or deliveries) and, given the ``hub``,
+    every flow's consumer group has committed everything on its topics: a worker restarting
+    after a SIGKILL can keep a group's partitions idle for longer than any quiet window."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     last: tuple[Any, ...] | None = None
+    last_behind: dict[str, int] = {}
     still_since = start
     while loop.time() - start < timeout:
         async with sessions() as s:
@@ -356,9 +390,15 @@ async def settle(
         if mark != last:
             last, still_since = mark, now
         elif mark[1] == 0 and mark[3] == 0 and now - still_since >= quiet_s:
-            return now - start
+            lags = {} if hub is None else await flow_lags(hub)
+            if not any(lags.values()):
+                return now - start
+            behind = {g: n for g, n in lags.items() if n}
+            if behind != last_behind:
+                print(f"settle: quiet for {now - still_since:.0f} s, groups behind {behind}")
+                last_behind = behind
         await asyncio.sleep(0.5)
-    raise AssertionError(f"the hub did not settle in {timeout:.0f} s: {last}")
+    raise AssertionError(f"the hub did not settle in {timeout:.0f} s: {last}, lag {last_behind}")
 
 
 # ------------------------------------------------------------------------------ audit
@@ -766,7 +806,7 @@ async def run_sync(
             run.push_s = time.monotonic() - t0
             if fault is not None:
                 await fault
-            await settle(hub.sessions, timeout=settle_timeout)
+            await settle(hub.sessions, timeout=settle_timeout, hub=hub)
             run.total_s = time.monotonic() - t0
             run.accepted = sum(accepted.values())
             run.audit = await audit(hub.sessions, sims, run.traffic)

@@ -148,8 +148,18 @@ async def test_webhook_body_over_limit_is_refused(broker: str, sqlite_url: str) 
         httpx.AsyncClient(base_url=url, headers=AUTH) as c,
     ):
         r = await c.post("/connectors/crm/customer", content=b"[" + b" " * 4096 + b"]")
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: stopped mid-stream
+            yield b"["
+            for _ in range(64):
+                yield b" " * 1024
+            yield b"]"
+
+        streamed = await c.post("/connectors/crm/customer", content=chunked())
     assert r.status_code == 413
     assert "EAI_MAX_WEBHOOK_BYTES" in r.text
+    assert streamed.status_code == 413, streamed.text
+    assert "EAI_MAX_WEBHOOK_BYTES" in streamed.text
 
 
 async def test_webhook_answers_503_with_retry_after_when_the_store_is_busy(
