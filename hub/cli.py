@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -22,6 +22,7 @@ app = typer.Typer(
 contracts_app = typer.Typer(help="Canonical message contracts.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
 console = Console()
+log = logging.getLogger("hub.cli")
 
 
 def _logging(level: str) -> None:
@@ -68,39 +69,102 @@ def run(
 
 
 async def _run(settings: Settings) -> None:
+    from hub.broker.epoch import BrokerLost
     from hub.broker.kafka import BrokerUnreachable
-    from hub.runtime import Hub
+    from hub.runtime import Hub, Restarting
     from hub.store.db import StoreUnavailable
 
-    try:
-        hub = Hub(settings)
-    except ValueError as exc:  # the identity or sync configuration: the message names it
-        _fail(str(exc))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, hub.request_stop)
-    extra: list[subprocess.Popen[bytes]] = []
-    try:
+    r = Restarting()
+    r.install_signals()
+    while not r.stopping.is_set():
         try:
-            await hub.start()
-        except (BrokerUnreachable, StoreUnavailable, RuntimeError) as exc:
+            r.hub = hub = Hub(settings)
+        except ValueError as exc:  # the identity or sync configuration: the message names it
             _fail(str(exc))
-        console.print(
-            f"[green]eai-hub ready[/]: admin API http://{settings.host}:{settings.port} "
-            f"broker {hub.bootstrap}{' (embedded)' if hub.embedded else ''}"
-        )
-        for i in range(settings.workers - 1):
-            extra.append(_spawn_worker(hub.bootstrap, i + 2))
-        await hub.wait()
-    finally:
-        for p in extra:
+        workers = Workers()
+        try:
+            try:
+                await hub.start()
+            except (BrokerUnreachable, StoreUnavailable, RuntimeError) as exc:
+                _fail(str(exc))
+            console.print(
+                f"[green]eai-hub ready[/]: admin API http://{settings.host}:{settings.port} "
+                f"broker {hub.bootstrap}{' (embedded)' if hub.embedded else ''}"
+            )
+            workers.spawn(hub.bootstrap, settings.workers - 1)
+            watch = asyncio.create_task(workers.watch(r.stopping))
+            try:
+                await hub.wait()
+                return
+            finally:
+                watch.cancel()
+        except BrokerLost as exc:
+            log.error("%s", exc)
+        finally:
+            workers.stop()
+            await hub.stop()
+        if not await r.pause():
+            return
+
+
+class Workers:
+    """The N-1 worker processes of `eai-hub run --workers N`: started with the hub's broker
+    address, started again when one exits while the hub runs (a worker stops by itself when it
+    cannot go on, e.g. its store went away for good), stopped with the hub (and killed by the
+    kernel if the hub dies)."""
+
+    STEADY_S = 60.0  # a worker that ran this long starts again at once; sooner: backoff
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.bootstrap = ""
+        self.started: list[float] = []
+        self.quick_exits: list[int] = []
+
+    def spawn(self, bootstrap: str, n: int) -> None:
+        self.bootstrap = bootstrap
+        self.procs = [_spawn_worker(bootstrap, i + 2) for i in range(n)]
+        self.started = [time.monotonic()] * n
+        self.quick_exits = [0] * n
+
+    async def watch(self, stopping: asyncio.Event, interval_s: float = 1.0) -> None:
+        from hub.metrics import WORKER_RESPAWNS
+        from hub.runtime import restart_delay
+
+        due: dict[int, float] = {}
+        while not stopping.is_set():
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for i, p in enumerate(self.procs):
+                code = p.poll()
+                if code is None or stopping.is_set():
+                    continue
+                if i not in due:
+                    ran = now - self.started[i]
+                    self.quick_exits[i] = 0 if ran >= self.STEADY_S else self.quick_exits[i] + 1
+                    delay = restart_delay(self.quick_exits[i]) if self.quick_exits[i] else 0.0
+                    log.warning(
+                        "worker-%d exited with code %s after %.0f s: starting it again in %.0f s",
+                        i + 2,
+                        code,
+                        ran,
+                        delay,
+                    )
+                    due[i] = now + delay
+                if now >= due[i]:
+                    del due[i]
+                    WORKER_RESPAWNS.inc()
+                    self.procs[i] = _spawn_worker(self.bootstrap, i + 2)
+                    self.started[i] = now
+
+    def stop(self) -> None:
+        for p in self.procs:
             p.terminate()
-        for p in extra:
+        for p in self.procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        await hub.stop()
 
 
 def _spawn_worker(bootstrap: str, n: int) -> subprocess.Popen[bytes]:

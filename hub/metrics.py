@@ -28,6 +28,16 @@ PARKED_OVERDUE = Gauge(
     "Parked messages waiting longer than parking.overdue_after_s.",
     registry=REGISTRY,
 )
+HUB_RESTARTS = Counter(
+    "eai_hub_restarts_total",
+    "Hubs this process started again after the broker lost its data.",
+    registry=REGISTRY,
+)
+WORKER_RESPAWNS = Counter(
+    "eai_worker_respawns_total",
+    "Worker processes of `eai-hub run --workers N` started again after they exited.",
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge("eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
 DEAD_LETTERS = Gauge(
     "eai_dead_letters_open", "Dead letters neither re-driven nor discarded.", registry=REGISTRY

@@ -167,7 +167,9 @@ class Hub:
         check at start republishes the outbox, hub/broker/epoch.py)."""
         assert self.embedded is not None and self.embedded.proc is not None
         code = await asyncio.to_thread(self.embedded.proc.wait)
-        raise RuntimeError(f"the embedded broker exited with code {code}")
+        from hub.broker.epoch import BrokerLost
+
+        raise BrokerLost(f"the embedded broker exited with code {code}")
 
     def _start_urge_scheduler(self) -> None:
         from flows.urge import flow as urges
@@ -332,13 +334,67 @@ class Hub:
         log.info("hub stopped")
 
 
+RESTART_DELAY_MAX_S = 30.0
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before the ``restarts``-th start again after a broker loss: 1, 2, 4 ... 30."""
+    return float(min(2 ** max(restarts - 1, 0), RESTART_DELAY_MAX_S))
+
+
+class Restarting:
+    """Runs hubs one after another in this process while the broker loses its data.
+
+    A hub that finds its broker lost (``BrokerLost``: the epoch watch, or its embedded broker
+    child died) is stopped and a new one started: new clients, consumers that join afresh, a
+    new embedded broker, whose check at start republishes the outbox. Decision 29a found that
+    rewinding live consumers stalls and a fresh process joins cleanly; fresh clients in the
+    same process are what made the difference. The process itself stays up, so a hub started
+    from a shell (no Docker restart policy, no systemd) comes back on its own."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.hub: Hub | None = None
+        self.restarts = 0
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+        if self.hub is not None:
+            self.hub.request_stop()
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    async def pause(self) -> bool:
+        """Wait before the next start; False when a stop was asked meanwhile."""
+        from hub.metrics import HUB_RESTARTS
+
+        self.restarts += 1
+        HUB_RESTARTS.inc()
+        delay = restart_delay(self.restarts)
+        log.warning("starting the hub again in %.0f s (restart %d)", delay, self.restarts)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        return not self.stopping.is_set()
+
+
 async def serve(settings: Settings, **kw: Any) -> None:
-    hub = Hub(settings, **kw)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, hub.request_stop)
-    try:
-        await hub.start()
-        await hub.wait()
-    finally:
-        await hub.stop()
+    """One hub until SIGTERM/SIGINT, started again after a broker loss (``Restarting``)."""
+    from hub.broker.epoch import BrokerLost
+
+    r = Restarting()
+    r.install_signals()
+    while not r.stopping.is_set():
+        r.hub = hub = Hub(settings, **kw)
+        try:
+            await hub.start()
+            await hub.wait()
+            return
+        except BrokerLost as exc:
+            log.error("%s", exc)
+        finally:
+            await hub.stop()
+        if not await r.pause():
+            return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -193,5 +194,91 @@ def test_run_with_workers_starts_them_and_stops_them_all(tmp_path: Path) -> None
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
+    time.sleep(0.5)
+    assert [k for k in kids if alive(k)] == []
+
+
+def _wait(what: str, check: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def _api_up(port: int) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2, headers=AUTH)
+        return r.status_code == 200 and r.json()["ready"] is True
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_dead_embedded_broker_is_replaced_and_the_hub_goes_on(tmp_path: Path) -> None:
+    """Started from a shell there is no supervisor: when its embedded broker dies the hub
+    starts again in the same process (a new, empty broker; the outbox republished) and keeps
+    accepting and applying records."""
+    from connectors.crm.simulator import generate
+
+    port = free_port()
+    env = hub_env(EAI_PORT=str(port), EAI_SYNC_ENABLED="false", EAI_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([*EAI, "run"], env=env, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    kids: set[int] = set()
+    try:
+        _wait("the hub ready", lambda: _api_up(port))
+        [first] = descendants(proc.pid)
+        kids.add(first)
+        os.kill(first, signal.SIGKILL)
+
+        def replaced() -> bool:
+            now = {k for k in descendants(proc.pid) if alive(k)} - {first}
+            kids.update(now)
+            return bool(now) and _api_up(port)
+
+        _wait("a new broker and the hub ready again", replaced)
+        assert proc.poll() is None, "the hub process stays up"
+        cards = [r for e, r in itertools.islice(generate(3, 0.0), 40) if e == "customer"][:5]
+        assert len(cards) == 5
+        r = httpx.post(f"{url}/connectors/crm/customer", json=cards, headers=AUTH, timeout=30)
+        assert r.status_code == 202, r.text
+
+        def applied() -> bool:
+            flows = httpx.get(f"{url}/flows", headers=AUTH, timeout=5).json()
+            return next(f for f in flows if f["name"] == "records")["applied"] >= 5
+
+        _wait("the records applied by the new hub", applied)
+        metrics = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
+        assert "eai_hub_restarts_total 1.0" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(40)
+    assert code == 0
+    time.sleep(0.5)
+    assert [k for k in kids if alive(k)] == [], "no broker left behind"
+
+
+def test_run_starts_a_dead_worker_again(tmp_path: Path) -> None:
+    port = free_port()
+    env = hub_env(EAI_PORT=str(port), EAI_SYNC_ENABLED="false", EAI_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([*EAI, "run", "--workers", "2"], env=env, cwd=tmp_path)
+    kids: set[int] = set()
+
+    def workers() -> list[int]:
+        now = {k for k in descendants(proc.pid) if alive(k)}
+        kids.update(now)
+        return [k for k in now if b"worker" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+    try:
+        _wait("a worker", lambda: len(workers()) == 1)
+        [first] = workers()
+        os.kill(first, signal.SIGKILL)
+        _wait("the worker started again", lambda: workers() not in ([], [first]), timeout=20)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(40)
+    assert code == 0
     time.sleep(0.5)
     assert [k for k in kids if alive(k)] == []
