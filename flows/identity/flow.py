@@ -16,7 +16,11 @@ transaction (exactly-once effect through the core's ledger):
    trace = the cause's trace + the origin system (so the sync flow never echoes a change back
    to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
 4. writes profiles (version-checked), postings and key counts, members, review items and
-   identity events in bulk.
+   identity events in bulk: one statement on PostgreSQL (``store_index.write_batch``).
+
+A one-record batch on PostgreSQL sends three statements of its own (prefetch, state of the
+golden records it changes when they already existed, write) besides the core's ledger check,
+outbox and ledger rows.
 
 The model
 ---------

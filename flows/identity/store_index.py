@@ -2,9 +2,11 @@
 the bulk write-back, and the golden-record writes shared with the operator actions.
 
 `BatchIndex` implements both `CandidateIndex` and `ClusterStore` over what one batch needs,
-read in a fixed number of queries whatever the size of the store:
+read in ONE statement (one per 500 of each input for a large batch) whatever the size of the
+store, because a one-record batch pays per round trip far more than per row:
 
-1. the members (cross-references) of the batch's (system, id) pairs;
+1. the members (cross-references) of the batch's (system, id) pairs, the cross-references the
+   sync flow left for records the hub created, and the batch's own source records;
 2. the counts of the batch's blocking keys: a key held by more than `cap` golden ids is hot
    and ignored, so its postings are never read (nor written any more);
 3. the postings of the other keys, which are then complete: the in-memory view has exactly
@@ -14,10 +16,14 @@ read in a fixed number of queries whatever the size of the store:
 
 The Resolver then decides record after record in memory, seeing the effects of earlier records
 of the same batch, exactly as the batch command does: streaming and batch give the same
-clusters for the same input order. What changed is written back in bulk: profiles (with an
-optimistic version check, so concurrent workers and operators never overwrite each other:
+clusters for the same input order. The golden records the batch changed that already existed
+are then read in one statement (`golden_state`: stored record, members, their source records).
+What changed is written back (`write_batch`; on PostgreSQL one statement of data-modifying
+CTEs fed by one JSON parameter per table, elsewhere one statement per table): profiles (with
+an optimistic version check, so concurrent workers and operators never overwrite each other:
 a conflict is a TransientError and the batch is redone), new postings and count increments,
-members, review rows, identity events.
+members, review rows, identity events. Statements are built once per shape and cached, since
+building them cost more CPU than running them.
 
 Keys longer than the column are stored as a prefix plus their SHA-1 (`store_key`).
 """
