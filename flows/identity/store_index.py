@@ -45,6 +45,7 @@ from sqlalchemy import (
     BigInteger,
     BindParameter,
     CompoundSelect,
+    Executable,
     Integer,
     Select,
     String,
@@ -107,6 +108,15 @@ def store_key(key: str) -> str:
     if len(key) <= BLOCK_KEY_LEN:
         return key
     return key[:150] + "#" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+async def _core(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+) -> Any:  # a Result; its rows are unpacked by position
+    """Run a Core statement on the session's connection (same transaction): the session's own
+    execute adds ORM bookkeeping to every statement that these reads and writes never use."""
+    conn = await session.connection()
+    return await conn.execute(stmt, dict(params))
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -181,7 +191,7 @@ class BatchIndex:
             }
             stmt = _prefetch_statement(*(bool(v) for v in values.values()))
             values.update(entity=entity, cap=cap)
-            for tag, a, b, c, d, n, j, _j2, t1, t2 in await session.execute(stmt, values):
+            for tag, a, b, c, d, n, j, _j2, t1, t2 in await _core(session, stmt, values):
                 if tag == "m":
                     members.append((a, b, c))
                 elif tag == "x":
@@ -555,7 +565,7 @@ async def golden_state(
     stmt = _golden_state_statement()
     for chunk in _chunks(sorted(set(golden_ids))):
         values = {"entity": entity, "gids": list(chunk)}
-        for tag, a, b, c, d, n, j, j2, t1, t2 in await session.execute(stmt, values):
+        for tag, a, b, c, d, n, j, j2, t1, t2 in await _core(session, stmt, values):
             if tag == "r":
                 stored[c] = (j or {}, j2 or {})
             elif tag == "m":
@@ -879,7 +889,7 @@ async def _pg_write(session: AsyncSession, w: Writes) -> None:
         return
     shape = tuple((name, tuple(r[0])) for name, r in rows.items() if r)
     sql = _pg_write_sql(session.get_bind().dialect, bool(w.golden_updates), shape, bool(w.relinks))
-    updated = (await session.execute(sql, params)).scalar_one()
+    updated = (await _core(session, sql, params)).scalar_one()
     if updated != len(w.golden_updates):
         # all of it is rolled back with the batch's transaction, which is redone
         raise TransientError(
