@@ -19,7 +19,13 @@ Reference measured in the same run: the same kind of incoming records against a 
 10,000 golden records. The ratio p99(large) / p99(small) says how much the size of the store
 costs.
 
+Per record it also prints this process's CPU, the statements sent, and a reference measured
+just before each record on the same engine: one indexed SELECT in its own transaction, so
+that the latency has a baseline that shares the machine's load.
+
     python -m bench.identity_streaming [--golden 1000000] [--small 10000] [--incoming 2000]
+    python -m bench.identity_streaming --golden 1000000 --load-only DB   # keep a loaded store
+    python -m bench.identity_streaming --from-db DB    # measure on copies of it (no reload)
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`); creates and drops its own
 databases. The load runs in a child process, so the memory figure is the resolver's alone.
