@@ -19,7 +19,13 @@ Reference measured in the same run: the same kind of incoming records against a 
 10,000 golden records. The ratio p99(large) / p99(small) says how much the size of the store
 costs.
 
+Per record it also prints this process's CPU, the statements sent, and a reference measured
+just before each record on the same engine: one indexed SELECT in its own transaction, so
+that the latency has a baseline that shares the machine's load.
+
     python -m bench.identity_streaming [--golden 1000000] [--small 10000] [--incoming 2000]
+    python -m bench.identity_streaming --golden 1000000 --load-only DB   # keep a loaded store
+    python -m bench.identity_streaming --from-db DB    # measure on copies of it (no reload)
 
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`); creates and drops its own
 databases. The load runs in a child process, so the memory figure is the resolver's alone.
@@ -38,6 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -338,9 +345,21 @@ def rss_mib() -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def resolve_all(
-    url: str, records: list[tuple[str, str, dict[str, Any]]]
-) -> tuple[list[float], list[float], Counter[str]]:
+@dataclass
+class Run:
+    """Per incoming record: wall and CPU ms of its batch, statements it sent, and the wall ms
+    of the reference (one indexed SELECT in its own transaction, same engine, just before)."""
+
+    times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
+    reference: list[float] = field(default_factory=list)
+    actions: Counter[str] = field(default_factory=Counter)
+
+
+async def resolve_all(url: str, records: list[tuple[str, str, dict[str, Any]]]) -> Run:
+    from sqlalchemy import event, select
+
     from contracts.customer import Customer
     from contracts.envelope import Entity, Envelope
     from flows.identity import flow as identity
@@ -349,13 +368,22 @@ async def resolve_all(
     from hub.core.outbox import add_rows
     from hub.core.processor import FlowContext, Item
     from hub.store import db
-    from hub.store.identity_models import GoldenMember
+    from hub.store.identity_models import BlockKeyCount, GoldenMember
 
     handler = identity.IdentityFlow()
     engine = db.create_engine(url)
     sessions = db.sessionmaker(engine)
-    times: list[float] = []
-    cpu_times: list[float] = []
+    run = Run()
+    sent = [0]
+
+    def count(*_: Any) -> None:
+        sent[0] += 1
+
+    # every statement sent (an executemany counts once); BEGIN/COMMIT are not among them
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    reference = select(BlockKeyCount.n).where(
+        BlockKeyCount.entity == ENTITY, BlockKeyCount.key == "x"
+    )
     try:
         for k, (system, sid, body) in enumerate(records):
             env = Envelope(
@@ -371,6 +399,11 @@ async def resolve_all(
                 env,
                 Customer.model_validate(body),
             )
+            started = time.perf_counter()
+            async with engine.connect() as conn:
+                await conn.execute(reference)
+            run.reference.append((time.perf_counter() - started) * 1000)
+            sent[0] = 0
             started, cpu = time.perf_counter(), time.process_time()
             async with sessions() as s, s.begin():
                 mid = str(env.message_id)
@@ -379,20 +412,19 @@ async def resolve_all(
                     await handler.handle(ctx, [item])
                     await add_rows(s, ctx.outbox)
                     await mark_processed(s, identity.NAME, [mid])
-            times.append((time.perf_counter() - started) * 1000)
-            cpu_times.append((time.process_time() - cpu) * 1000)
-        from sqlalchemy import select
-
+            run.times.append((time.perf_counter() - started) * 1000)
+            run.cpu_times.append((time.process_time() - cpu) * 1000)
+            run.statements.append(sent[0])
         async with sessions() as s:
             rows = await s.execute(
                 select(GoldenMember.source_id, GoldenMember.action).where(
                     GoldenMember.source_system == "oa"
                 )
             )
-            actions = Counter(f"{sid[0]}:{action}" for sid, action in rows)
+            run.actions = Counter(f"{sid[0]}:{action}" for sid, action in rows)
     finally:
         await engine.dispose()
-    return times, cpu_times, actions
+    return run
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -400,40 +432,66 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(golden: int, n_incoming: int, seed: int) -> dict[str, float]:
+def _url(name: str) -> str:
+    return f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+
+
+def load_database(name: str, golden: int, seed: int) -> float:
+    """Create database `name`, migrate it and COPY `golden` golden records in: seconds taken."""
     from flows.identity.config import IdentityConfig
 
-    name = f"eai_bench_{uuid.uuid4().hex[:10]}"
-    url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_migrate(_url(name)))
+    started = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(
+        target=load, args=(name, golden, seed, IdentityConfig().block_cap)
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"loading golden records failed ({child.exitcode})")
+    return time.perf_counter() - started
+
+
+def measure(
+    golden: int, n_incoming: int, seed: int, template: str | None = None
+) -> dict[str, float]:
+    """Load (or clone `template`, a database kept by --load-only), resolve, drop."""
+    name = f"eai_bench_{uuid.uuid4().hex[:10]}"
+    url = _url(name)
     try:
-        asyncio.run(_migrate(url))
-        started = time.perf_counter()
-        child = multiprocessing.get_context("spawn").Process(
-            target=load, args=(name, golden, seed, IdentityConfig().block_cap)
-        )
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            raise RuntimeError(f"loading golden records failed ({child.exitcode})")
-        loaded = time.perf_counter() - started
+        if template is None:
+            loaded = load_database(name, golden, seed)
+        else:
+            # a copy, so the loaded store can serve several runs (the load is the slow part)
+            started = time.perf_counter()
+            asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+            loaded = time.perf_counter() - started
         records = incoming(seed, golden, n_incoming)
-        times, cpu_times, actions = asyncio.run(resolve_all(url, records))
+        run = asyncio.run(resolve_all(url, records))
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     # the first records warm the connection pool and the statement caches
-    skip = min(20, len(times) // 10)
-    warm, warm_cpu = times[skip:], cpu_times[skip:]
+    skip = min(20, len(run.times) // 10)
+    warm, warm_cpu, ref = run.times[skip:], run.cpu_times[skip:], run.reference[skip:]
     p50, p99 = percentile(warm, 0.50), percentile(warm, 0.99)
     cpu50, cpu99 = percentile(warm_cpu, 0.50), percentile(warm_cpu, 0.99)
+    ref50, ref99 = percentile(ref, 0.50), percentile(ref, 0.99)
+    stmts = Counter(run.statements[skip:])
+    actions = run.actions
     re_entries = sum(v for k, v in actions.items() if k.startswith("V"))
     merged = actions.get("V:merge", 0)
     print(
-        f"{golden:>9,} golden (loaded in {loaded:5.0f} s): {len(warm)} records one per batch, "
-        f"p50 {p50:5.1f} ms, p99 {p99:5.1f} ms, max {max(warm):6.1f} ms "
+        f"{golden:>9,} golden (store ready in {loaded:5.0f} s): {len(warm)} records one per "
+        f"batch, p50 {p50:5.1f} ms, p99 {p99:5.1f} ms, max {max(warm):6.1f} ms "
         f"(CPU of this process p50 {cpu50:.1f} ms, p99 {cpu99:.1f} ms); "
         f"re-entries merged {merged}/{re_entries}, new records merged "
-        f"{actions.get('N:merge', 0)}/{sum(v for k, v in actions.items() if k.startswith('N'))}",
+        f"{actions.get('N:merge', 0)}/{sum(v for k, v in actions.items() if k.startswith('N'))}\n"
+        f"    statements per batch (+ BEGIN/COMMIT): "
+        f"{', '.join(f'{n} x{c}' for n, c in sorted(stmts.items()))}\n"
+        f"    reference, one indexed SELECT in its own transaction on the same engine: "
+        f"p50 {ref50:.2f} ms, p99 {ref99:.2f} ms; ratio p50 {p50 / ref50:.1f}x, "
+        f"p99 {p99 / ref99:.1f}x",
         flush=True,
     )
     return {"p50": p50, "p99": p99, "mean": statistics.fmean(warm)}
@@ -445,10 +503,28 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--incoming", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--small-only", action="store_true", help="measure the small store only")
+    parser.add_argument(
+        "--load-only",
+        metavar="DB",
+        help="create database DB with --golden golden records, keep it, and stop",
+    )
+    parser.add_argument(
+        "--from-db",
+        metavar="DB",
+        help="measure the large store on copies of DB (made by --load-only with the same "
+        "--golden and --seed) instead of loading it again",
+    )
     args = parser.parse_args()
     check_fast_profiles(args.seed)
+    if args.load_only:
+        seconds = load_database(args.load_only, args.golden, args.seed)
+        print(f"{args.golden:,} golden records loaded into {args.load_only} in {seconds:.0f} s")
+        return
     small = measure(args.small, args.incoming, args.seed)
-    large = measure(args.golden, args.incoming, args.seed)
+    if args.small_only:
+        return
+    large = measure(args.golden, args.incoming, args.seed, template=args.from_db)
     current, peak = rss_mib()
     print(
         f"resolver process memory: {current:.0f} MiB now, peak {peak:.0f} MiB "

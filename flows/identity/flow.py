@@ -16,7 +16,11 @@ transaction (exactly-once effect through the core's ledger):
    trace = the cause's trace + the origin system (so the sync flow never echoes a change back
    to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
 4. writes profiles (version-checked), postings and key counts, members, review items and
-   identity events in bulk.
+   identity events in bulk: one statement on PostgreSQL (``store_index.write_batch``).
+
+A one-record batch on PostgreSQL sends three statements of its own (prefetch, state of the
+golden records it changes when they already existed, write) besides the core's ledger check,
+outbox and ledger rows.
 
 The model
 ---------
@@ -41,7 +45,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
 
 from contracts import topics
 from contracts.envelope import Entity, Op
@@ -51,16 +54,14 @@ from flows.identity.profile import ENTITIES, Profile, build_profile
 from flows.identity.resolver import Decision, Resolver, golden_id_for
 from flows.identity.scoring import Model
 from flows.identity.store_index import (
-    CHUNK,
     BatchIndex,
     Pair,
-    fetch_members,
-    fetch_sources,
+    Writes,
     golden_body,
     golden_envelope,
+    golden_state,
     golden_values,
-    insert_rows,
-    update_golden,
+    write_batch,
 )
 from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
 from flows.identity.training import _apply_overrides
@@ -69,10 +70,6 @@ from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.store.identity_models import (
     ACTIVE,
     OPEN,
-    GoldenMember,
-    GoldenRecord,
-    IdentityEvent,
-    ReviewItem,
 )
 
 NAME = "identity"
@@ -210,17 +207,8 @@ class IdentityFlow:
 
         touched = list(dict.fromkeys(st.golden_id for st in steps if st.golden_id is not None))
         existing = [g for g in touched if g in index.rows]
-        stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for i in range(0, len(existing), CHUNK):
-            result = await s.execute(
-                select(GoldenRecord.golden_id, GoldenRecord.record, GoldenRecord.winners).where(
-                    GoldenRecord.golden_id.in_(existing[i : i + CHUNK])
-                )
-            )
-            stored.update({gid: (rec or {}, win or {}) for gid, rec, win in result})
-        members = await fetch_members(s, entity, existing)
-        all_pairs = [p for ms in members.values() for p in ms] + [r.pair for r in rows]
-        sources = await fetch_sources(s, entity, all_pairs)
+        stored, members, sources = await golden_state(s, entity, existing)
+        sources.update(index.sources)
         # pairs without a source_records row (changes fed to this flow directly, without the
         # records flow): each message's own payload stands for its record from its step on
         unstored = {r.pair for r in rows} - set(sources)
@@ -279,8 +267,7 @@ class IdentityFlow:
         bumps: Counter[str],
         now: datetime,
     ) -> None:
-        s = ctx.session
-        inserts: list[dict[str, Any]] = []
+        w = Writes(entity)
         # rows in golden id order: concurrent writers lock them in one order (no deadlock)
         for gid in sorted(final):
             survived, group = final[gid]
@@ -288,7 +275,7 @@ class IdentityFlow:
             values = golden_values(gid, profile, survived, group, sources)
             state = index.rows.get(gid)
             if state is None:
-                inserts.append(
+                w.golden_inserts.append(
                     {
                         "golden_id": gid,
                         "entity": entity,
@@ -302,12 +289,9 @@ class IdentityFlow:
             if gid not in index.dirty and bumps[gid] == 0 and state.status == ACTIVE:
                 continue  # nothing about it changed
             values.update(version=state.version + max(bumps[gid], 1), updated_at=now)
-            await update_golden(s, gid, state.version, values)
-        await insert_rows(s, GoldenRecord, inserts)
-        await index.save_postings(s)
-        members: list[dict[str, Any]] = []
-        reviews: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+            w.golden_updates.append((gid, state.version, values))
+        w.postings = index.posting_rows()
+        w.count_deltas = index.count_deltas()
         linked: set[Pair] = set()
         for st in steps:
             d = st.decision
@@ -319,7 +303,7 @@ class IdentityFlow:
             if pair in index.links and pair not in index.known and pair not in linked:
                 # the first message of a record links it; later ones in the batch are updates
                 linked.add(pair)
-                members.append(
+                w.members.append(
                     {
                         "entity": entity,
                         "source_system": pair[0],
@@ -333,7 +317,7 @@ class IdentityFlow:
                     }
                 )
             if d.action == "review" and d.candidate_id is not None:
-                reviews.append(
+                w.reviews.append(
                     {
                         "entity": entity,
                         "source_system": pair[0],
@@ -348,7 +332,7 @@ class IdentityFlow:
                     }
                 )
             known = "known_source" in d.flags
-            events.append(
+            w.events.append(
                 {
                     "entity": entity,
                     "kind": "upsert" if known or d.action == "new" else d.action,
@@ -362,22 +346,12 @@ class IdentityFlow:
                     "at": now,
                 }
             )
-        await insert_rows(s, GoldenMember, members)
-        for (system, sid), gid in sorted(index.links.items()):
-            if (system, sid) in index.known:
-                # a member whose golden record had vanished was resolved afresh: follow it
-                await s.execute(
-                    update(GoldenMember)
-                    .where(
-                        GoldenMember.entity == entity,
-                        GoldenMember.source_id == sid,
-                        GoldenMember.source_system == system,
-                    )
-                    .values(golden_id=gid, linked_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-        await insert_rows(s, ReviewItem, reviews)
-        await insert_rows(s, IdentityEvent, events)
+        w.relinks = [
+            (system, sid, gid, now)
+            for (system, sid), gid in sorted(index.links.items())
+            if (system, sid) in index.known
+        ]
+        await write_batch(ctx.session, w)
 
 
 # PostgreSQL: serialization failure, deadlock, lock timeout; the rest of class 40 / 55P03

@@ -2,9 +2,11 @@
 the bulk write-back, and the golden-record writes shared with the operator actions.
 
 `BatchIndex` implements both `CandidateIndex` and `ClusterStore` over what one batch needs,
-read in a fixed number of queries whatever the size of the store:
+read in ONE statement (one per 500 of each input for a large batch) whatever the size of the
+store, because a one-record batch pays per round trip far more than per row:
 
-1. the members (cross-references) of the batch's (system, id) pairs;
+1. the members (cross-references) of the batch's (system, id) pairs, the cross-references the
+   sync flow left for records the hub created, and the batch's own source records;
 2. the counts of the batch's blocking keys: a key held by more than `cap` golden ids is hot
    and ignored, so its postings are never read (nor written any more);
 3. the postings of the other keys, which are then complete: the in-memory view has exactly
@@ -14,17 +16,23 @@ read in a fixed number of queries whatever the size of the store:
 
 The Resolver then decides record after record in memory, seeing the effects of earlier records
 of the same batch, exactly as the batch command does: streaming and batch give the same
-clusters for the same input order. What changed is written back in bulk: profiles (with an
-optimistic version check, so concurrent workers and operators never overwrite each other:
+clusters for the same input order. The golden records the batch changed that already existed
+are then read in one statement (`golden_state`: stored record, members, their source records).
+What changed is written back (`write_batch`; on PostgreSQL one statement of data-modifying
+CTEs fed by one JSON parameter per table, elsewhere one statement per table): profiles (with
+an optimistic version check, so concurrent workers and operators never overwrite each other:
 a conflict is a TransientError and the batch is redone), new postings and count increments,
-members, review rows, identity events.
+members, review rows, identity events. Statements are built once per shape and cached, since
+building them cost more CPU than running them.
 
 Keys longer than the column are stored as a prefix plus their SHA-1 (`store_key`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,7 +40,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    BindParameter,
+    CompoundSelect,
+    Executable,
+    Integer,
+    Select,
+    String,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    join,
+    literal_column,
+    null,
+    or_,
+    select,
+    text,
+    tuple_,
+    union,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import topics
@@ -59,7 +95,7 @@ from hub.store.identity_models import (
     IdentityEvent,
     ReviewItem,
 )
-from hub.store.models import SourceRecord
+from hub.store.models import Base, SourceRecord, UTCDateTime
 
 CHUNK = 500
 HUB_SYSTEM = "hub"  # source_system of golden-record events: the hub owns golden records
@@ -72,6 +108,15 @@ def store_key(key: str) -> str:
     if len(key) <= BLOCK_KEY_LEN:
         return key
     return key[:150] + "#" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+async def _core(
+    session: AsyncSession, stmt: Executable, params: Mapping[str, Any]
+) -> Any:  # a Result; its rows are unpacked by position
+    """Run a Core statement on the session's connection (same transaction): the session's own
+    execute adds ORM bookkeeping to every statement that these reads and writes never use."""
+    conn = await session.connection()
+    return await conn.execute(stmt, dict(params))
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -102,6 +147,7 @@ class BatchIndex:
         self.rows: dict[str, GoldenState] = {}
         self.xref: dict[Pair, str] = {}
         self.known: frozenset[Pair] = frozenset()  # pairs that had a member row when loaded
+        self.sources: dict[Pair, MemberRecord] = {}  # the batch's own source records
         # changes
         self.dirty: set[str] = set()
         self.links: dict[Pair, str] = {}
@@ -118,33 +164,63 @@ class BatchIndex:
         keys: Iterable[str],
         extra_ids: Iterable[str] = (),
     ) -> BatchIndex:
+        """Everything the batch needs, in one statement per 500 of each input (one statement
+        for a small batch): each round trip costs more than the rows it brings."""
         self = cls(entity, cap)
         wanted_pairs = set(pairs)
-        # by source_id (the leading index column), then the exact pairs
-        for chunk in _chunks(sorted({sid for _, sid in wanted_pairs})):
-            found = await session.execute(
-                select(
-                    GoldenMember.source_system, GoldenMember.source_id, GoldenMember.golden_id
-                ).where(GoldenMember.entity == entity, GoldenMember.source_id.in_(chunk))
-            )
-            for system, sid, gid in found:
-                if (system, sid) in wanted_pairs:
-                    self.xref[(system, sid)] = gid
-        self.known = frozenset(self.xref)
-        await self._adopt_delivered(session, wanted_pairs - self.known)
-
         raw_keys = sorted(set(keys))
         by_store = {store_key(k): k for k in raw_keys}
+        extra = sorted(set(extra_ids))
+        sids = sorted({sid for _, sid in wanted_pairs})
+        ordered_pairs = sorted(wanted_pairs)
+        members: list[tuple[str, str, str]] = []
+        xrefs: list[tuple[str, str, str]] = []
         counts: dict[str, int] = {}
-        for chunk in _chunks(list(by_store)):
-            stored_counts = await session.execute(
-                select(BlockKeyCount.key, BlockKeyCount.n).where(
-                    BlockKeyCount.entity == entity, BlockKeyCount.key.in_(chunk)
-                )
-            )
-            for skey, n in stored_counts:
-                counts[by_store[skey]] = int(n)
-        selective: list[str] = []
+        postings: list[tuple[str, str]] = []
+        goldens: dict[str, tuple[int, str, Any]] = {}
+        store_keys = list(by_store)
+        sizes = (len(sids), len(ordered_pairs), len(store_keys), len(extra))
+        rounds = max((n + CHUNK - 1) // CHUNK for n in sizes)
+        for i in range(rounds):
+            part = slice(i * CHUNK, (i + 1) * CHUNK)
+            values = {
+                "sids": sids[part],
+                "pairs": ordered_pairs[part],
+                "skeys": store_keys[part],
+                "extra": extra[part],
+            }
+            stmt = _prefetch_statement(*(bool(v) for v in values.values()))
+            values.update(entity=entity, cap=cap)
+            for tag, a, b, c, d, n, j, _j2, t1, t2 in await _core(session, stmt, values):
+                if tag == "m":
+                    members.append((a, b, c))
+                elif tag == "x":
+                    xrefs.append((a, b, c))
+                elif tag == "s":
+                    self.sources[(a, b)] = _member_record(a, b, j, t1, t2, c, d)
+                elif tag == "k":
+                    counts[by_store[a]] = int(n)
+                elif tag == "p":
+                    postings.append((a, c))
+                else:
+                    goldens[c] = (int(n), a, j)
+        # members: by source_id (the leading index column), then the exact pairs
+        for system, sid, gid in members:
+            if (system, sid) in wanted_pairs:
+                self.xref[(system, sid)] = gid
+        self.known = frozenset(self.xref)
+        # A record the hub itself created in a system (the sync flow sent it a golden record,
+        # the cross-reference holds the id the system gave) belongs to that golden record when
+        # the system publishes it back: it links there, not by matching, so it can never
+        # become a second golden record or land in review.
+        for system, local_id, key in sorted(xrefs):
+            pair = (system, local_id)
+            adopt = key.startswith("G-") and "~" not in key
+            if adopt and pair in wanted_pairs and pair not in self.known:
+                self.xref[pair] = key
+                self.links[pair] = key
+
+        selective: set[str] = set()
         for key in raw_keys:
             n = counts.get(key, 0)
             if n > cap:
@@ -152,15 +228,11 @@ class BatchIndex:
             else:
                 self._postings[key] = set()
                 if n:
-                    selective.append(store_key(key))
-        for chunk in _chunks(selective):
-            postings = await session.execute(
-                select(BlockKey.key, BlockKey.golden_id).where(
-                    BlockKey.entity == entity, BlockKey.key.in_(chunk)
-                )
-            )
-            for skey, gid in postings:
-                ids = self._postings[by_store[skey]]
+                    selective.add(key)
+        for skey, gid in postings:
+            key = by_store[skey]
+            if key in selective:
+                ids = self._postings[key]
                 assert ids is not None
                 ids.add(gid)
         # a key whose postings outgrew its count (concurrent writers) is past the cap too
@@ -168,23 +240,17 @@ class BatchIndex:
             if ids is not None and len(ids) > cap:
                 self._postings[key] = None
 
-        gids = set(self.xref.values()) | set(extra_ids)
+        gids = set(self.xref.values()) | set(extra)
         for ids in self._postings.values():
             if ids:
                 gids.update(ids)
-        for chunk in _chunks(sorted(gids)):
-            goldens = await session.execute(
-                select(
-                    GoldenRecord.golden_id,
-                    GoldenRecord.version,
-                    GoldenRecord.status,
-                    GoldenRecord.profile,
-                ).where(GoldenRecord.golden_id.in_(chunk))
-            )
-            for gid, version, status, profile in goldens:
-                self.rows[gid] = GoldenState(gid, int(version), status)
-                if status == ACTIVE:
-                    self.profiles[gid] = Profile.from_dict(profile)
+        # the statement may bring a few more rows (members of other systems' ids, keys that
+        # outgrew the cap): only the ones the batch can meet count, as if read one by one
+        for gid in sorted(gids & goldens.keys()):
+            version, status, profile = goldens[gid]
+            self.rows[gid] = GoldenState(gid, version, status)
+            if status == ACTIVE:
+                self.profiles[gid] = Profile.from_dict(profile)
         return self
 
     # CandidateIndex -------------------------------------------------------------------------
@@ -209,23 +275,6 @@ class BatchIndex:
 
     # ClusterStore ---------------------------------------------------------------------------
 
-    async def _adopt_delivered(self, session: AsyncSession, pairs: set[Pair]) -> None:
-        """A record the hub itself created in a system (the sync flow sent it a golden record,
-        the cross-reference holds the id the system gave) belongs to that golden record when
-        the system publishes it back: it links there, not by matching, so it can never become
-        a second golden record or land in review."""
-        for chunk in _chunks(sorted(pairs)):
-            found = await session.execute(
-                select(Xref.system, Xref.local_id, Xref.key).where(
-                    Xref.entity == self.entity,
-                    tuple_(Xref.system, Xref.local_id).in_(chunk),
-                )
-            )
-            for system, local_id, key in found:
-                if key.startswith("G-") and "~" not in key:
-                    self.xref[(system, local_id)] = key
-                    self.links[(system, local_id)] = key
-
     def get(self, golden_id: str) -> Profile | None:
         return self.profiles.get(golden_id)
 
@@ -244,16 +293,15 @@ class BatchIndex:
 
     # write-back -----------------------------------------------------------------------------
 
-    async def save_postings(self, session: AsyncSession) -> None:
-        rows = [
+    def posting_rows(self) -> list[dict[str, Any]]:
+        """block_keys rows to insert (ignoring ones a concurrent writer inserted first)."""
+        return [
             {"entity": self.entity, "key": k, "golden_id": g}
             for k, g in sorted({(store_key(k), g) for k, g in self.new_postings})
         ]
-        for chunk in _chunks(rows, 2000):
-            await insert_ignoring_conflicts(session, BlockKey.__table__, list(chunk))
-        await add_counts(
-            session, self.entity, {store_key(k): n for k, n in self.count_delta.items() if n}
-        )
+
+    def count_deltas(self) -> dict[str, int]:
+        return {store_key(k): n for k, n in self.count_delta.items() if n}
 
 
 async def add_counts(session: AsyncSession, entity: str, deltas: Mapping[str, int]) -> None:
@@ -327,6 +375,209 @@ async def set_postings(
 # --------------------------------------------------------------------------- members, sources
 
 
+# Reads that would take several round trips are one UNION ALL of tagged branches sharing this
+# column layout (tag first): a one-record batch pays per round trip far more than per row.
+_LAYOUT: tuple[tuple[str, Any], ...] = (
+    ("a", String()),
+    ("b", String()),
+    ("c", String()),
+    ("d", String()),
+    ("n", BigInteger()),
+    ("j", JSON()),
+    ("j2", JSON()),
+    ("t1", UTCDateTime()),
+    ("t2", UTCDateTime()),
+)
+
+
+def _tagged(tag: str, **columns: Any) -> Select[Any]:
+    """One branch: the tag, then the layout's columns, NULL where the branch has none (typed:
+    PostgreSQL takes an untyped NULL for text and cannot unite that with json)."""
+    return select(
+        literal_column(f"'{tag}'", String()).label("tag"),
+        *(
+            (columns[name] if name in columns else sql_cast(null(), kind)).label(name)
+            for name, kind in _LAYOUT
+        ),
+    )
+
+
+def _source_branch(tag: str, **columns: Any) -> Select[Any]:
+    return _tagged(
+        tag,
+        a=SourceRecord.source_system,
+        b=SourceRecord.source_id,
+        c=SourceRecord.last_message_id,
+        d=SourceRecord.op,
+        j=SourceRecord.payload,
+        t1=SourceRecord.source_ts,
+        t2=SourceRecord.updated_at,
+        **columns,
+    )
+
+
+def _member_record(
+    system: str,
+    sid: str,
+    payload: Any,
+    ts: datetime | None,
+    updated: datetime,
+    message_id: str,
+    op: str,
+) -> MemberRecord:
+    return MemberRecord(
+        system, sid, payload or {}, ts or updated, message_id, deleted=op == Op.delete.value
+    )
+
+
+@functools.cache
+def _prefetch_statement(sids: bool, pairs: bool, skeys: bool, extra: bool) -> CompoundSelect[Any]:
+    """Members of the source ids (m), cross-references (x) and source records (s) of the
+    pairs, counts (k) and the postings of keys not past the cap (p), and golden rows (g) of
+    every id those name plus `extra`. Built once per shape, with expanding parameters
+    (sids, pairs, skeys, extra, entity, cap): building it took longer than running it."""
+    entity = bindparam("entity", type_=String())
+    cap = bindparam("cap", type_=Integer())
+    branches: list[Select[Any]] = []
+    ids: list[Select[Any]] = []
+    if sids:
+        mem = (
+            select(GoldenMember.source_system, GoldenMember.source_id, GoldenMember.golden_id)
+            .where(
+                GoldenMember.entity == entity,
+                GoldenMember.source_id.in_(bindparam("sids", expanding=True)),
+            )
+            .cte("mem")
+        )
+        branches.append(_tagged("m", a=mem.c.source_system, b=mem.c.source_id, c=mem.c.golden_id))
+        ids.append(select(mem.c.golden_id.label("gid")))
+    if pairs:
+        xr = (
+            select(Xref.system, Xref.local_id, Xref.key)
+            .where(
+                Xref.entity == entity,
+                tuple_(Xref.system, Xref.local_id).in_(bindparam("pairs", expanding=True)),
+            )
+            .cte("xr")
+        )
+        branches.append(_tagged("x", a=xr.c.system, b=xr.c.local_id, c=xr.c.key))
+        ids.append(select(xr.c.key.label("gid")))
+        branches.append(
+            _source_branch("s").where(
+                SourceRecord.entity == entity,
+                tuple_(SourceRecord.source_system, SourceRecord.source_id).in_(
+                    bindparam("pairs", expanding=True)
+                ),
+            )
+        )
+    if skeys:
+        branches.append(
+            _tagged("k", a=BlockKeyCount.key, n=BlockKeyCount.n).where(
+                BlockKeyCount.entity == entity,
+                BlockKeyCount.key.in_(bindparam("skeys", expanding=True)),
+            )
+        )
+        # hot keys' postings are never read: the count decides in the statement itself
+        post = (
+            select(BlockKey.key, BlockKey.golden_id)
+            .join(
+                BlockKeyCount,
+                and_(BlockKeyCount.key == BlockKey.key, BlockKeyCount.entity == BlockKey.entity),
+            )
+            .where(
+                BlockKey.entity == entity,
+                BlockKey.key.in_(bindparam("skeys", expanding=True)),
+                BlockKeyCount.n <= cap,
+            )
+            .cte("post")
+        )
+        branches.append(_tagged("p", a=post.c.key, c=post.c.golden_id))
+        ids.append(select(post.c.golden_id.label("gid")))
+    golden = {
+        "c": GoldenRecord.golden_id,
+        "n": GoldenRecord.version,
+        "a": GoldenRecord.status,
+        "j": GoldenRecord.profile,
+    }
+    if ids:
+        named = union(*ids).subquery("ids")
+        branches.append(
+            _tagged("g", **golden).select_from(
+                join(GoldenRecord, named, GoldenRecord.golden_id == named.c.gid)
+            )
+        )
+    if extra:
+        branches.append(
+            _tagged("g", **golden).where(
+                GoldenRecord.golden_id.in_(bindparam("extra", expanding=True))
+            )
+        )
+    return union_all(*branches)
+
+
+@functools.cache
+def _golden_state_statement() -> CompoundSelect[Any]:
+    """Stored record and winners (r), members (m) and their source records (s) of golden ids
+    (parameters: gids, expanding, and entity): built once."""
+    entity = bindparam("entity", type_=String())
+    gids: BindParameter[Any] = bindparam("gids", expanding=True)
+    return union_all(
+        _tagged(
+            "r", c=GoldenRecord.golden_id, j=GoldenRecord.record, j2=GoldenRecord.winners
+        ).where(GoldenRecord.golden_id.in_(gids)),
+        _tagged(
+            "m",
+            a=GoldenMember.source_system,
+            b=GoldenMember.source_id,
+            c=GoldenMember.golden_id,
+            n=GoldenMember.id,
+            t1=GoldenMember.linked_at,
+        ).where(GoldenMember.entity == entity, GoldenMember.golden_id.in_(gids)),
+        _source_branch("s")
+        .select_from(
+            join(
+                SourceRecord,
+                GoldenMember,
+                and_(
+                    GoldenMember.entity == SourceRecord.entity,
+                    GoldenMember.source_system == SourceRecord.source_system,
+                    GoldenMember.source_id == SourceRecord.source_id,
+                ),
+            )
+        )
+        .where(SourceRecord.entity == entity, GoldenMember.golden_id.in_(gids)),
+    )
+
+
+async def golden_state(
+    session: AsyncSession, entity: str, golden_ids: Iterable[str]
+) -> tuple[
+    dict[str, tuple[dict[str, Any], dict[str, Any]]],
+    dict[str, list[Pair]],
+    dict[Pair, MemberRecord],
+]:
+    """Stored record and winners, members in the order they joined, and the members' latest
+    source records of each golden id: what `fetch_members` and `fetch_sources` give, in one
+    statement per 500 ids."""
+    stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    joined: list[tuple[datetime, int, str, Pair]] = []
+    sources: dict[Pair, MemberRecord] = {}
+    stmt = _golden_state_statement()
+    for chunk in _chunks(sorted(set(golden_ids))):
+        values = {"entity": entity, "gids": list(chunk)}
+        for tag, a, b, c, d, n, j, j2, t1, t2 in await _core(session, stmt, values):
+            if tag == "r":
+                stored[c] = (j or {}, j2 or {})
+            elif tag == "m":
+                joined.append((t1, int(n), c, (a, b)))
+            else:
+                sources[(a, b)] = _member_record(a, b, j, t1, t2, c, d)
+    members: dict[str, list[Pair]] = {}
+    for _, _, gid, pair in sorted(joined, key=lambda m: (m[0], m[1])):
+        members.setdefault(gid, []).append(pair)
+    return stored, members, sources
+
+
 async def fetch_members(
     session: AsyncSession, entity: str, golden_ids: Iterable[str]
 ) -> dict[str, list[Pair]]:
@@ -364,9 +615,7 @@ async def fetch_sources(
             )
         )
         for system, sid, payload, ts, updated, mid, op in rows:
-            out[(system, sid)] = MemberRecord(
-                system, sid, payload or {}, ts or updated, mid, deleted=op == Op.delete.value
-            )
+            out[(system, sid)] = _member_record(system, sid, payload, ts, updated, mid, op)
     return out
 
 
@@ -456,16 +705,196 @@ async def update_golden(
     session: AsyncSession, golden_id: str, expected_version: int, values: Mapping[str, Any]
 ) -> None:
     """UPDATE ... WHERE version = expected; anything else means someone else wrote first."""
+    table = cast(Table, GoldenRecord.__table__)
     result = await session.execute(
-        update(GoldenRecord)
-        .where(GoldenRecord.golden_id == golden_id, GoldenRecord.version == expected_version)
+        update(table)
+        .where(table.c.golden_id == golden_id, table.c.version == expected_version)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
     if getattr(result, "rowcount", 1) != 1:
         raise TransientError(
             f"golden record {golden_id} changed concurrently (expected version "
             f"{expected_version}); the batch will be redone"
+        )
+
+
+@dataclass
+class Writes:
+    """Everything one batch writes, so that it can go to the store in one statement."""
+
+    entity: str
+    golden_inserts: list[dict[str, Any]] = field(default_factory=list)
+    # (golden id, version read, new column values including the new version)
+    golden_updates: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    postings: list[dict[str, Any]] = field(default_factory=list)
+    count_deltas: dict[str, int] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)
+    # (source system, source id, golden id, linked_at) of members that follow a new golden id
+    relinks: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def write_batch(session: AsyncSession, w: Writes) -> None:
+    """Write a batch's changes. PostgreSQL: one statement (data-modifying CTEs) whatever the
+    batch holds, since a round trip costs a one-record batch more than all its rows; other
+    stores (SQLite, in-process: a statement costs no round trip): one statement per table."""
+    if session.get_bind().dialect.name == "postgresql" and _pg_fits(w):
+        await _pg_write(session, w)
+        return
+    for gid, expected, values in w.golden_updates:
+        await update_golden(session, gid, expected, values)
+    await insert_rows(session, GoldenRecord, w.golden_inserts)
+    for chunk in _chunks(w.postings, 2000):
+        await insert_ignoring_conflicts(session, BlockKey.__table__, list(chunk))
+    await add_counts(session, w.entity, w.count_deltas)
+    await insert_rows(session, GoldenMember, w.members)
+    for system, sid, gid, at in w.relinks:
+        # a member whose golden record had vanished was resolved afresh: follow it
+        await session.execute(
+            update(GoldenMember)
+            .where(
+                GoldenMember.entity == w.entity,
+                GoldenMember.source_id == sid,
+                GoldenMember.source_system == system,
+            )
+            .values(golden_id=gid, linked_at=at)
+            .execution_options(synchronize_session=False)
+        )
+    await insert_rows(session, ReviewItem, w.reviews)
+    await insert_rows(session, IdentityEvent, w.events)
+
+
+# a JSON parameter per table; past this many rows in all, fall back to per-table statements
+# rather than send one very large parameter (a batch of 500 records stays well below)
+_PG_MAX_ROWS = 20_000
+_UPDATED = (
+    "profile",
+    "record",
+    "winners",
+    "name",
+    "search_text",
+    "member_count",
+    "status",
+    "merged_into",
+    "version",
+    "updated_at",
+)
+
+
+def _pg_fits(w: Writes) -> bool:
+    parts = (w.golden_inserts, w.golden_updates, w.postings, w.members, w.reviews, w.events)
+    return sum(len(p) for p in parts) + len(w.count_deltas) + len(w.relinks) <= _PG_MAX_ROWS
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _recordset(
+    dialect: Dialect, table: Table, param: str, columns: Sequence[str], extra: str = ""
+) -> str:
+    """`json_to_recordset(:param) AS r(col type, ...)` typed like the table's columns."""
+    defs = [f'"{c}" {table.c[c].type.compile(dialect=dialect)}' for c in columns]
+    if extra:
+        defs.append(extra)
+    return f"json_to_recordset(CAST(:{param} AS json)) AS r({', '.join(defs)})"
+
+
+# (CTE name, table, what follows the INSERT ... SELECT), in the order the other stores write
+_PG_INSERTS: tuple[tuple[str, str, str], ...] = (
+    ("ins_golden", "golden_records", ""),
+    ("ins_keys", "block_keys", " ON CONFLICT DO NOTHING"),
+    (
+        "add_counts",
+        "block_key_counts",
+        " ON CONFLICT (key, entity) DO UPDATE SET n = block_key_counts.n + excluded.n",
+    ),
+    ("ins_members", "golden_members", ""),
+    ("ins_reviews", "review_queue", ""),
+    ("ins_events", "identity_events", ""),
+)
+_RELINKED = ("source_system", "source_id", "golden_id", "linked_at")
+
+
+@functools.lru_cache(maxsize=256)
+def _pg_write_sql(
+    dialect: Dialect,
+    updates: bool,
+    inserts: tuple[tuple[str, tuple[str, ...]], ...],
+    relinks: bool,
+) -> TextClause:
+    """The one write statement for a shape of batch (which tables get rows, which columns):
+    built once per shape, so the driver's prepared statement is reused too."""
+    tables = {t.name: t for t in Base.metadata.sorted_tables}
+    ctes: list[str] = []
+    if updates:
+        sets = ", ".join(f'"{c}" = r."{c}"' for c in _UPDATED)
+        source = _recordset(
+            dialect, tables["golden_records"], "upd", ["golden_id", *_UPDATED], "expected integer"
+        )
+        ctes.append(
+            f"upd AS (UPDATE golden_records AS g SET {sets} FROM {source} "
+            "WHERE g.golden_id = r.golden_id AND g.version = r.expected RETURNING 1)"
+        )
+    present = dict(inserts)
+    for name, table, tail in _PG_INSERTS:
+        if name not in present:
+            continue
+        columns = present[name]
+        names = ", ".join(f'"{c}"' for c in columns)
+        selected = ", ".join(f'r."{c}"' for c in columns)
+        source = _recordset(dialect, tables[table], name, columns)
+        ctes.append(
+            f"{name} AS (INSERT INTO {table} ({names}) SELECT {selected} FROM {source}{tail})"
+        )
+    if relinks:
+        source = _recordset(dialect, tables["golden_members"], "relink", _RELINKED)
+        ctes.append(
+            "relink AS (UPDATE golden_members AS m SET golden_id = r.golden_id, "
+            f"linked_at = r.linked_at FROM {source} "
+            "WHERE m.entity = :entity AND m.source_id = r.source_id "
+            "AND m.source_system = r.source_system)"
+        )
+    counted = "(SELECT count(*) FROM upd)" if updates else "0"
+    return text(f"WITH {', '.join(ctes)} SELECT {counted}")
+
+
+async def _pg_write(session: AsyncSession, w: Writes) -> None:
+    rows: dict[str, list[dict[str, Any]]] = {
+        "ins_golden": w.golden_inserts,
+        "ins_keys": w.postings,
+        "add_counts": [
+            {"key": k, "entity": w.entity, "n": n} for k, n in sorted(w.count_deltas.items())
+        ],
+        "ins_members": w.members,
+        "ins_reviews": w.reviews,
+        "ins_events": w.events,
+    }
+    params: dict[str, Any] = {
+        name: json.dumps(r, default=_json_default, ensure_ascii=False)
+        for name, r in rows.items()
+        if r
+    }
+    if w.golden_updates:
+        updates = [{"golden_id": g, "expected": v, **values} for g, v, values in w.golden_updates]
+        params["upd"] = json.dumps(updates, default=_json_default, ensure_ascii=False)
+    if w.relinks:
+        relinks = [dict(zip(_RELINKED, r, strict=True)) for r in w.relinks]
+        params["relink"] = json.dumps(relinks, default=_json_default, ensure_ascii=False)
+        params["entity"] = w.entity
+    if not params:
+        return
+    shape = tuple((name, tuple(r[0])) for name, r in rows.items() if r)
+    sql = _pg_write_sql(session.get_bind().dialect, bool(w.golden_updates), shape, bool(w.relinks))
+    updated = (await _core(session, sql, params)).scalar_one()
+    if updated != len(w.golden_updates):
+        # all of it is rolled back with the batch's transaction, which is redone
+        raise TransientError(
+            f"{len(w.golden_updates) - int(updated)} of golden records "
+            f"{[g for g, _, _ in w.golden_updates]} changed concurrently; the batch will be redone"
         )
 
 
@@ -820,5 +1249,8 @@ async def count_active(session: AsyncSession, entity: str) -> int:
 
 
 async def insert_rows(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    # a Core insert of the table: the ORM's bulk insert would add RETURNING of the ids and
+    # its per-row bookkeeping, which nobody reads here
+    table = model.__table__
     for chunk in _chunks(rows, 1000):
-        await session.execute(insert(model), list(chunk))
+        await session.execute(insert(table), list(chunk))

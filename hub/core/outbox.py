@@ -4,8 +4,9 @@ as the effect that caused them; the relay publishes them afterwards."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import Envelope
@@ -32,4 +33,6 @@ def envelope_values(topic: str, env: Envelope, key: str | None = None) -> dict[s
 
 async def add_rows(session: AsyncSession, rows: list[dict[str, object]]) -> None:
     if rows:
-        await session.execute(insert(OutboxRow), rows)
+        # the table, not the mapped class: the ORM's bulk insert would add RETURNING of the
+        # ids and per-row bookkeeping that nobody reads (~1 ms of a one-record batch)
+        await session.execute(insert(cast(Table, OutboxRow.__table__)), rows)
