@@ -156,7 +156,10 @@ Prepared = tuple[list[Profile], list[frozenset[str]]]
 
 # Below this many rows a pool costs more to start than it saves.
 POOL_MIN_ROWS = 4000
-_CHUNK = 2000
+_CHUNK = 2500
+# Inputs of running pools, by token: forked workers find their rows here instead of being sent
+# them (pickling 100,000 records to the workers cost more than the second process saved).
+_FORKED_INPUTS: dict[int, tuple[str, str, Sequence[InputRow]]] = {}
 
 
 def normalize_rows(
@@ -169,33 +172,48 @@ def normalize_rows(
 ) -> Prepared:
     """Profiles and blocking keys of all rows, in order; the same whatever `workers` is.
 
-    Normalizing is independent per record, so a batch spreads it over `workers` processes in
-    chunks. Measured on 20,000 records: shipping a chunk's profiles back (pickle) costs about
-    15% of normalizing it, so two processes nearly halve the stage; an earlier measurement
-    found workers slower, but that was with the garbage collector on (see `gc_paused`).
+    Normalizing is independent per record, so a batch spreads it over `workers` processes: this
+    one and `workers - 1` forked ones, which read their slices of `rows` from the memory they
+    inherited and send back only profiles and keys. Slices are queued in order; this process
+    takes them from the end until it meets one a worker has started, so neither side waits
+    for the other on a busy machine.
     """
-    if workers <= 1 or len(rows) < POOL_MIN_ROWS:
+    n = len(rows)
+    if workers <= 1 or n < POOL_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
         return _normalize_chunk(entity, config.default_country, rows, advance)
-    chunks = [rows[i : i + _CHUNK] for i in range(0, len(rows), _CHUNK)]
+    slices = [(i, min(i + _CHUNK, n)) for i in range(0, n, _CHUNK)]
+    token = id(rows)
+    _FORKED_INPUTS[token] = (entity, config.default_country, rows)
+    done: dict[int, Prepared] = {}
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_normalize_slice, token, a, b) for a, b in slices]
+            for k in range(len(slices) - 1, -1, -1):
+                if not futures[k].cancel():
+                    break
+                a, b = slices[k]
+                done[k] = _normalize_chunk(entity, config.default_country, rows[a:b])
+                if advance is not None:
+                    advance(b - a)
+            for k, future in enumerate(futures):
+                if k not in done:
+                    done[k] = future.result()
+                    if advance is not None:
+                        advance(len(done[k][0]))
+    finally:
+        del _FORKED_INPUTS[token]
     profiles: list[Profile] = []
     keys: list[frozenset[str]] = []
-    # fork: the workers start with the parent's loaded dictionaries (gazetteer, pinyin, OpenCC)
-    # instead of loading them again; elsewhere the platform's default start method
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
-        results = pool.map(
-            _normalize_chunk,
-            [entity] * len(chunks),
-            [config.default_country] * len(chunks),
-            chunks,
-        )
-        for chunk_profiles, chunk_keys in results:
-            profiles.extend(chunk_profiles)
-            keys.extend(chunk_keys)
-            if advance is not None:
-                advance(len(chunk_profiles))
+    for k in range(len(slices)):
+        profiles.extend(done[k][0])
+        keys.extend(done[k][1])
     return profiles, keys
+
+
+def _normalize_slice(token: int, start: int, end: int) -> Prepared:
+    entity, default_country, rows = _FORKED_INPUTS[token]
+    return _normalize_chunk(entity, default_country, rows[start:end])
 
 
 def _normalize_chunk(
