@@ -182,6 +182,22 @@ def _recordlinkage(
     return total, out, stages
 
 
+def _line(
+    label: str,
+    seconds: float,
+    stages: dict[str, float],
+    rows: list[dict[str, Any]],
+    truth: list[dict[str, Any]],
+) -> str:
+    m = evaluate(rows, truth)
+    detail = ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if k not in ("cpu", "pairs"))
+    pairs = f"; {int(stages['pairs'])} pairs" if "pairs" in stages else ""
+    return (
+        f"{label:<30} {seconds:6.1f} s ({detail}{pairs}; cpu {stages['cpu']:.1f}); "
+        f"P={m.precision:.4f} R={m.recall:.4f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -200,13 +216,10 @@ def main() -> None:
         ours, our_rows, our_stages = run_ours(src, out, args.workers)
         rows = list(read_rows(src))
     print(f"load average {os.getloadavg()[0]:.1f}, {args.workers} worker process(es)")
-    m = evaluate(our_rows, truth)
-    our_cpu = our_stages.pop("cpu")
-    detail = ", ".join(f"{k} {v:.1f}" for k, v in our_stages.items())
+    our_cpu = our_stages["cpu"]
+    line = _line(f"eai-hub batch {args.records} records", ours, our_stages, our_rows, truth)
     print(
-        f"eai-hub batch   {args.records} records: {ours:6.1f} s ({detail}; cpu {our_cpu:.1f}); "
-        f"P={m.precision:.4f} R={m.recall:.4f}; target < {TARGET_SECONDS:.0f} s: "
-        f"{'met' if ours < TARGET_SECONDS else 'NOT met'}"
+        f"{line}; target < {TARGET_SECONDS:.0f} s: {'met' if ours < TARGET_SECONDS else 'NOT met'}"
     )
     if args.no_baseline:
         return
@@ -220,15 +233,9 @@ def main() -> None:
         _clear_caches()
         gc.collect()
         theirs, rl_rows, rl_stages = run_recordlinkage(rows, args.workers, variant == "engineered")
-        m = evaluate(rl_rows, truth)
-        pairs = int(rl_stages.pop("pairs"))
-        rl_cpu = rl_stages.pop("cpu")
-        detail = ", ".join(f"{k} {v:.1f}" for k, v in rl_stages.items())
-        print(
-            f"recordlinkage, {variant:<10} {theirs:6.1f} s ({detail}; {pairs} pairs; "
-            f"cpu {rl_cpu:.1f}); P={m.precision:.4f} R={m.recall:.4f}; "
-            f"load average {os.getloadavg()[0]:.1f}"
-        )
+        rl_cpu = rl_stages["cpu"]
+        line = _line(f"recordlinkage, {variant}", theirs, rl_stages, rl_rows, truth)
+        print(f"{line}; load average {os.getloadavg()[0]:.1f}")
         print(
             f"ratio recordlinkage ({variant}) / eai-hub: {theirs / ours:.2f}x wall, "
             f"{rl_cpu / our_cpu:.2f}x CPU"
