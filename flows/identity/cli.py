@@ -17,7 +17,9 @@ from flows.identity.batch import (
     InputError,
     InputRow,
     PairwiseMetrics,
+    default_workers,
     evaluate,
+    gc_paused,
     read_rows,
     run_batch,
     write_rows,
@@ -53,7 +55,8 @@ def _load_config(path: Path | None) -> IdentityConfig:
 
 def _read(path: Path) -> list[InputRow]:
     try:
-        return list(read_rows(path))
+        with gc_paused():  # 100,000 parsed records are many objects: see gc_paused
+            return list(read_rows(path))
     except InputError as exc:
         _err.print(f"[red]{path}: {exc}[/red]")
         raise typer.Exit(2) from exc
@@ -74,6 +77,10 @@ def batch_command(
     ] = None,
     save_model: Annotated[
         Path | None, typer.Option(dir_okay=False, help="Write the fitted model here.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes that normalize records [default: the CPUs usable]."),
     ] = None,
 ) -> None:
     """Assign every input record to a cluster (golden record); one output line per input line."""
@@ -101,7 +108,15 @@ def batch_command(
             bar.start_task(tasks[stage])  # no-op once started; elapsed time is per stage
             bar.update(tasks[stage], advance=advance)
 
-        result = run_batch(entity.value, rows, cfg, model=fixed, explain=explain, progress=progress)
+        result = run_batch(
+            entity.value,
+            rows,
+            cfg,
+            model=fixed,
+            explain=explain,
+            progress=progress,
+            workers=workers or default_workers(),
+        )
     write_rows(output, result.rows)
     if save_model is not None:
         save_model.write_text(

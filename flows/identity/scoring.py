@@ -142,6 +142,16 @@ def _eq(a: str, b: str) -> int:
     return 0 if a == b else 1
 
 
+def _best_eq(left: tuple[str, ...], right: tuple[str, ...], explain: bool) -> Outcome:
+    """`_best(left, right, _eq, 1, explain)` without a call per pair of values."""
+    if not left or not right:
+        return NULL, "", ""
+    for a in left:
+        if a in right:
+            return 0, a, f"{a!r} = {a!r}" if explain else ""
+    return 1, left[0], f"{left[0]!r} vs {right[0]!r}" if explain else ""
+
+
 def _cmp_tagged(
     left: tuple[str, ...], right: tuple[str, ...], contact: str, explain: bool
 ) -> Outcome:
@@ -176,7 +186,7 @@ def _cmp_email(a: Profile, b: Profile, explain: bool = False) -> Outcome:
 
 
 def _cmp_city(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.cities, b.cities, _eq, 1, explain)
+    return _best_eq(a.cities, b.cities, explain)
 
 
 @lru_cache(maxsize=262144)
@@ -299,19 +309,19 @@ def _cmp_code(a: Profile, b: Profile, explain: bool = False) -> Outcome:
 
 
 def _cmp_spec(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.specs, b.specs, _eq, 1, explain)
+    return _best_eq(a.specs, b.specs, explain)
 
 
 def _cmp_uom(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.uoms, b.uoms, _eq, 1, explain)
+    return _best_eq(a.uoms, b.uoms, explain)
 
 
 def _cmp_category(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.categories, b.categories, _eq, 1, explain)
+    return _best_eq(a.categories, b.categories, explain)
 
 
 def _cmp_grade(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.grades, b.grades, _eq, 1, explain)
+    return _best_eq(a.grades, b.grades, explain)
 
 
 STRONG_ID = "id"
@@ -429,6 +439,9 @@ class _Step:
     u: tuple[float, ...]
     tf_levels: tuple[int, ...]
     tf: TermFrequencies | None
+    # (level, value) -> weight + tf adjustment: a value's adjustment never changes for a plan,
+    # and the same names and phones are scored again and again in a batch
+    memo: dict[tuple[int, str], float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -448,6 +461,8 @@ class Model:
     kind_priors: dict[str, float] = field(default_factory=dict)
     _weights: dict[str, tuple[float, ...]] | None = field(default=None, repr=False, compare=False)
     _plan: list[_Step] | None = field(default=None, repr=False, compare=False)
+    # what the plan's memoized adjustments were computed with (see plan())
+    _plan_key: tuple[float, float] = field(default=(0.0, 0.0), repr=False, compare=False)
 
     def weight_table(self) -> dict[str, tuple[float, ...]]:
         """log2(m/u) per comparison and level; call refresh() after changing params."""
@@ -466,8 +481,14 @@ class Model:
         self._plan = None
 
     def plan(self) -> list[_Step]:
-        """Per comparison, everything score() looks up, resolved once."""
-        if self._plan is None:
+        """Per comparison, everything score() looks up, resolved once.
+
+        Rebuilt when tf_weight or tf_discount changed since, so that no memoized adjustment
+        outlives the figures it was computed from.
+        """
+        key = (self.tf_weight, self.tf_discount)
+        if self._plan is None or self._plan_key != key:
+            self._plan_key = key
             table = self.weight_table()
             self._plan = [
                 _Step(
@@ -584,6 +605,7 @@ class Score:
         return "null"
 
 
+@lru_cache(maxsize=1024)
 def log2_odds(p: float) -> float:
     p = min(max(p, PROB_FLOOR), 1 - PROB_FLOOR)
     return math.log2(p / (1 - p))
@@ -613,10 +635,12 @@ def score(model: Model, record: Profile, other: Profile, explain: bool = False) 
     if record.kind and other.kind and record.kind != other.kind:
         rule_ev = FieldEvidence("kind", "rule", -math.inf, f"{record.kind} vs {other.kind}")
         return Score(-math.inf, 0.0, (rule_ev,), NON_MATCH, ())
-    evidence: list[FieldEvidence] = []
-    levels: list[int] = []
     kind = record.kind or other.kind
     total = log2_odds(model.kind_priors.get(kind, model.prior) if kind else model.prior)
+    if not explain:
+        return _score_quiet(model, record, other, total)
+    evidence: list[FieldEvidence] = []
+    levels: list[int] = []
     rule: str | None = None
     for step in model.plan():
         comp = step.comparison
@@ -649,3 +673,39 @@ def score(model: Model, record: Profile, other: Profile, explain: bool = False) 
     if rule == NON_MATCH:
         return Score(total, 0.0, tuple(evidence), rule, tuple(levels))
     return Score(total, probability(total), tuple(evidence), None, tuple(levels))
+
+
+def _score_quiet(model: Model, record: Profile, other: Profile, total: float) -> Score:
+    """score() without evidence: the same arithmetic in the same order, adjustments memoized.
+
+    The batch scores hundreds of thousands of pairs through here; `explain=True` and this path
+    must agree to the last bit (tests/unit/test_identity_batch_speed.py).
+    """
+    levels: list[int] = []
+    rule: str | None = None
+    for step in model.plan():
+        level = step.comparison.compare(record, other, False)
+        lv = level[0]
+        levels.append(lv)
+        if lv == NULL:
+            continue
+        if step.tf is not None and lv in step.tf_levels:
+            memo_key = (lv, level[1])
+            contribution = step.memo.get(memo_key)
+            if contribution is None:
+                freq, common = step.tf.frequency(level[1], model.tf_discount)
+                adjustment = model.tf_weight * math.log2(max(step.u[lv], PROB_FLOOR) / freq)
+                if not common:
+                    adjustment = max(adjustment, 0.0)
+                contribution = step.weights[lv] + adjustment
+                step.memo[memo_key] = contribution
+            total += contribution
+        else:
+            total += step.weights[lv] + 0.0
+        if step.comparison.name == STRONG_ID:
+            rule = MATCH if lv == 0 else NON_MATCH
+    if rule == MATCH:
+        return Score(total, 1.0, (), rule, tuple(levels))
+    if rule == NON_MATCH:
+        return Score(total, 0.0, (), rule, tuple(levels))
+    return Score(total, probability(total), (), None, tuple(levels))
