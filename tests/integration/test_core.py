@@ -151,8 +151,8 @@ async def test_journal_keeps_every_consumed_message(broker: str, sqlite_url: str
 
 
 async def test_the_ledger_finds_exactly_the_ids_processed_by_that_consumer(store_url: str) -> None:
-    """On PostgreSQL the lookup is one array parameter, on SQLite IN lists of 500: both answer
-    the same, beyond one list too."""
+    """SQLite runs the lookup as driver SQL, PostgreSQL through the ORM: both answer the same,
+    beyond one IN list of 500 too."""
     import uuid
 
     from hub.core.ledger import already_processed, mark_processed
