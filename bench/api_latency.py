@@ -236,6 +236,7 @@ async def operators(
     rnd = random.Random(7)
     t0 = time.perf_counter()
     deadline = t0 + THINK_SECONDS
+    SLOW.clear()
 
     async def one(c: httpx.AsyncClient, start: int, first_wait: float) -> None:
         nonlocal errors
@@ -246,18 +247,53 @@ async def operators(
             i += 1
             t = time.perf_counter()
             r = await c.get(path)
-            lat[path].append(time.perf_counter() - t)
+            took = time.perf_counter() - t
+            lat[path].append(took)
+            if took > SLOW_S:
+                SLOW.append((t - t0, took))
             if r.status_code != 200:
                 errors += 1
             await asyncio.sleep(THINK_MS / 1000 * rnd.uniform(0.5, 1.5))
 
+    probe = asyncio.create_task(lag_probe(deadline))
     await asyncio.gather(
         *(
             one(c, k * len(paths) // len(clients), rnd.uniform(0, THINK_MS / 1000))
             for k, c in enumerate(clients)
         )
     )
+    LAG[:] = await probe
     return lat, errors, time.perf_counter() - t0
+
+
+SLOW_S = 0.1
+SLOW: list[tuple[float, float]] = []  # (start, latency) of requests slower than SLOW_S
+LAG: list[float] = []
+
+
+async def lag_probe(deadline: float) -> list[float]:
+    """How late this process's own event loop wakes a 10 ms sleep: a request measured slow
+    while the driver itself was late says nothing about the hub."""
+    late: list[float] = []
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        late.append(time.perf_counter() - t - 0.01)
+    return late
+
+
+def stalls(slow: list[tuple[float, float]]) -> list[tuple[float, int]]:
+    """Slow requests grouped by overlap in time: (start of the group, requests in it). Many
+    requests to different endpoints slow at the same moment point at the process or the
+    machine (a stall), not at one endpoint's work."""
+    groups: list[tuple[float, float, int]] = []  # start, end, count
+    for start, took in sorted(slow):
+        if groups and start <= groups[-1][1]:
+            g0, g1, n = groups[-1]
+            groups[-1] = (g0, max(g1, start + took), n + 1)
+        else:
+            groups.append((start, start + took, 1))
+    return [(g0, n) for g0, _g1, n in groups]
 
 
 def make_clients(base: str) -> list[httpx.AsyncClient]:
@@ -373,6 +409,15 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
         )
     served = sum(len(v) for v in by_path.values()) / took
     print(f"  served {served:.0f} req/s, errors {errors}", flush=True)
+    groups = stalls(SLOW)
+    print(
+        f"  requests over {SLOW_S * 1000:.0f} ms: {len(SLOW)} of "
+        f"{sum(len(v) for v in by_path.values())}, in {len(groups)} groups overlapping in "
+        f"time (largest: {max((n for _, n in groups), default=0)} requests); this driver's "
+        f"event loop late by p99 {pct(LAG, 0.99) * 1000:.1f} ms, max "
+        f"{max(LAG, default=0) * 1000:.1f} ms",
+        flush=True,
+    )
     print(f"{CLIENTS} clients at once, each calling back to back (saturation):")
     print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
     health_p99 = 0.0
@@ -408,6 +453,7 @@ def main() -> None:
             except Exception:
                 log.seek(0)
                 print(log.read().decode("utf-8", "replace")[-3000:])
+                print(f"hub process exit code: {proc.poll()}")
                 raise
             finally:
                 proc.terminate()
