@@ -3,14 +3,26 @@
 Setup: a temporary PostgreSQL database (127.0.0.1:5432, like tests/conftest.py) migrated by
 the hub, then loaded with COPY: N golden customers (one member each) and 20,000 dead letters.
 The hub (``eai-hub run``: embedded broker, flows, admin API) runs in its own process on that
-database; this process drives the load over loopback: C concurrent clients (httpx, one
-connection each) calling one endpoint for a fixed time, endpoint after endpoint. Reported per
-endpoint: requests/s, p50 and p99 latency, and p99 as a ratio to /health (no store work)
-measured in the same run under the same load.
+database; this process drives the load over loopback with C clients (httpx, one connection
+each), in three phases:
 
-Usage: ``python -m bench.api_latency [N] [--clients C] [--seconds S] [--keep]``
-(defaults 1,000,000, 50 clients, 8 s per endpoint; ``--keep`` leaves the database for
-EXPLAIN, ``--db NAME`` measures again on such a database; N must match what it holds).
+1. service time: one client, sequential, 30 requests per endpoint;
+2. operators: C clients as C operators' dashboards use the API: each sends a request, waits
+   for the answer, then thinks ``--think`` ms (uniformly 0.5-1.5 times that), for
+   ``--think-seconds``; each client goes round the endpoints from its own starting point, so
+   every endpoint, /health included, is measured at the same time under the same offered
+   load (C / think requests per second) that the hub can serve;
+3. saturation: C clients calling one endpoint back to back (closed loop, no think time) for
+   ``--seconds``, endpoint after endpoint: what queueing does when the offered load exceeds
+   what one process serves.
+
+Reported per endpoint: requests/s, p50 and p99 latency, and p99 as a ratio to /health (no store
+work) measured in the same phase.
+
+Usage: ``python -m bench.api_latency [N] [--clients C] [--seconds S] [--think MS]
+[--think-seconds S] [--keep] [--db NAME]`` (defaults 1,000,000, 50 clients, 8 s per endpoint
+at saturation, 1,000 ms think time for 120 s; ``--keep`` leaves the database for EXPLAIN,
+``--db NAME`` measures again on such a database; N must match what it holds).
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -45,6 +58,8 @@ POSITIONAL = [
 N = int(POSITIONAL[0]) if POSITIONAL else 1_000_000
 CLIENTS = _arg("--clients", 50)
 SECONDS = _arg("--seconds", 8)
+THINK_MS = _arg("--think", 1000)
+THINK_SECONDS = _arg("--think-seconds", 120)
 DEAD_LETTERS = 20_000
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 CITIES = ["深圳", "上海", "北京", "广州", "杭州", "成都", "武汉", "沈阳", "西安", "南京"]
@@ -211,6 +226,76 @@ async def drive(clients: list[httpx.AsyncClient], path: str) -> tuple[list[float
     return lat, errors
 
 
+async def operators(
+    clients: list[httpx.AsyncClient], paths: list[str]
+) -> tuple[dict[str, list[float]], int, float]:
+    """Every client: request, answer, think (THINK_MS, 0.5-1.5x), next endpoint round the
+    list from its own start, for THINK_SECONDS. Latencies per path, errors, seconds."""
+    lat: dict[str, list[float]] = {p: [] for p in paths}
+    errors = 0
+    rnd = random.Random(7)
+    t0 = time.perf_counter()
+    deadline = t0 + THINK_SECONDS
+    SLOW.clear()
+
+    async def one(c: httpx.AsyncClient, start: int, first_wait: float) -> None:
+        nonlocal errors
+        i = start
+        await asyncio.sleep(first_wait)  # the operators do not all click at once
+        while time.perf_counter() < deadline:
+            path = paths[i % len(paths)]
+            i += 1
+            t = time.perf_counter()
+            r = await c.get(path)
+            took = time.perf_counter() - t
+            lat[path].append(took)
+            if took > SLOW_S:
+                SLOW.append((t - t0, took))
+            if r.status_code != 200:
+                errors += 1
+            await asyncio.sleep(THINK_MS / 1000 * rnd.uniform(0.5, 1.5))
+
+    probe = asyncio.create_task(lag_probe(deadline))
+    await asyncio.gather(
+        *(
+            one(c, k * len(paths) // len(clients), rnd.uniform(0, THINK_MS / 1000))
+            for k, c in enumerate(clients)
+        )
+    )
+    LAG[:] = await probe
+    return lat, errors, time.perf_counter() - t0
+
+
+SLOW_S = 0.1
+SLOW: list[tuple[float, float]] = []  # (start, latency) of requests slower than SLOW_S
+LAG: list[float] = []
+
+
+async def lag_probe(deadline: float) -> list[float]:
+    """How late this process's own event loop wakes a 10 ms sleep: a request measured slow
+    while the driver itself was late says nothing about the hub."""
+    late: list[float] = []
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        late.append(time.perf_counter() - t - 0.01)
+    return late
+
+
+def stalls(slow: list[tuple[float, float]]) -> list[tuple[float, int]]:
+    """Slow requests grouped by overlap in time: (start of the group, requests in it). Many
+    requests to different endpoints slow at the same moment point at the process or the
+    machine (a stall), not at one endpoint's work."""
+    groups: list[tuple[float, float, int]] = []  # start, end, count
+    for start, took in sorted(slow):
+        if groups and start <= groups[-1][1]:
+            g0, g1, n = groups[-1]
+            groups[-1] = (g0, max(g1, start + took), n + 1)
+        else:
+            groups.append((start, start + took, 1))
+    return [(g0, n) for g0, _g1, n in groups]
+
+
 def make_clients(base: str) -> list[httpx.AsyncClient]:
     """Made before any clock starts: an AsyncClient loads a TLS context when it is created
     (tens of ms of CPU), which inside the timed loop measured the driver, not the hub."""
@@ -305,11 +390,37 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
                 f"ratio to /health {serial[path] / base_ms:5.1f}",
                 flush=True,
             )
-    print(f"{CLIENTS} clients at once, each calling back to back:")
-    print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
-    health_p99 = 0.0
     clients = make_clients(base)
     await asyncio.gather(*(c.get("/health") for c in clients))  # connections open
+    offered = CLIENTS / (THINK_MS / 1000)
+    print(
+        f"{CLIENTS} operators, each: request, answer, think {THINK_MS} ms (0.5-1.5x), "
+        f"next endpoint; {THINK_SECONDS}s, offered ~{offered:.0f} req/s over all endpoints:"
+    )
+    print(f"{'endpoint':<32} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10}")
+    labels = {path: label for label, path in endpoints()}
+    by_path, errors, took = await operators(clients, list(labels))
+    health = pct(by_path["/health"], 0.99) * 1000
+    for path, lat in by_path.items():
+        p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
+        print(
+            f"{labels[path]:<32} {len(lat):>5} {p50:>8.1f} {p99:>8.1f} {p99 / health:>10.2f}",
+            flush=True,
+        )
+    served = sum(len(v) for v in by_path.values()) / took
+    print(f"  served {served:.0f} req/s, errors {errors}", flush=True)
+    groups = stalls(SLOW)
+    print(
+        f"  requests over {SLOW_S * 1000:.0f} ms: {len(SLOW)} of "
+        f"{sum(len(v) for v in by_path.values())}, in {len(groups)} groups overlapping in "
+        f"time (largest: {max((n for _, n in groups), default=0)} requests); this driver's "
+        f"event loop late by p99 {pct(LAG, 0.99) * 1000:.1f} ms, max "
+        f"{max(LAG, default=0) * 1000:.1f} ms",
+        flush=True,
+    )
+    print(f"{CLIENTS} clients at once, each calling back to back (saturation):")
+    print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
+    health_p99 = 0.0
     for label, path in endpoints():
         lat, errors = await drive(clients, path)
         p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
@@ -342,6 +453,7 @@ def main() -> None:
             except Exception:
                 log.seek(0)
                 print(log.read().decode("utf-8", "replace")[-3000:])
+                print(f"hub process exit code: {proc.poll()}")
                 raise
             finally:
                 proc.terminate()

@@ -12,7 +12,10 @@ the hub's ``ReplayRunner`` (as the API queues them), timed from claim to ``done`
   with the ledger, ``source_records``, lineage and the outbox rows for ``changes.customer``);
 * the dry run again, now that every record is in the store (it reads the ledger hits back).
 
-Usage: ``python -m bench.replay_throughput [N] [--pg]`` (``--pg``: PostgreSQL on
+Each dry run is run ``--rounds`` times (default 3), each time after the baselines measured
+again; the fastest of each counts (the machine is shared).
+
+Usage: ``python -m bench.replay_throughput [N] [--pg] [--rounds R]`` (``--pg``: PostgreSQL on
 127.0.0.1:5432 in a temporary database instead of SQLite).
 """
 
@@ -44,9 +47,11 @@ from hub.store.admin_models import ReplayJob
 from hub.store.models import OutboxRow
 from tests.helpers import customer_env, produce_envs
 
-ARGS = [a for a in sys.argv[1:] if not a.startswith("-")]
+ARGS = [a for i, a in enumerate(sys.argv[1:], 1) if sys.argv[i - 1] != "--rounds"]
+ARGS = [a for a in ARGS if not a.startswith("-")]
 N = int(ARGS[0]) if ARGS and ARGS[0].isdigit() else 30_000
 USE_PG = "--pg" in sys.argv
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
 TOPIC = topics.canonical(Entity.customer)
 
 
@@ -165,30 +170,43 @@ async def run() -> None:
             runner = ReplayRunner(hub)
             results: list[tuple[str, ReplayJob, float]] = []
             raw: dict[str, float] = {}
-            for name, look in BASELINES:
-                seen, raw[name] = await raw_read(b.bootstrap, TOPIC, look)
-                assert seen == N, seen
-            job, t = await replay(hub, runner, dry_run=True)
-            results.append(("dry run, empty store", job, t))
+
+            async def baselines() -> None:
+                # The machine may be shared: every round measures the baselines again, and
+                # each ratio uses the fastest of all measurements of both sides.
+                for name, look in BASELINES:
+                    seen, t = await raw_read(b.bootstrap, TOPIC, look)
+                    assert seen == N, seen
+                    raw[name] = min(t, raw.get(name, t))
+
+            async def dry_runs(label: str) -> None:
+                best: tuple[ReplayJob, float] | None = None
+                for _ in range(ROUNDS):
+                    await baselines()
+                    job, t = await replay(hub, runner, dry_run=True)
+                    if best is None or t < best[1]:
+                        best = (job, t)
+                assert best is not None
+                results.append((label, *best))
+
+            await dry_runs("dry run, empty store")
             job, t = await replay(hub, runner, dry_run=False)
             results.append(("for real (records flow)", job, t))
             # The relay publishes the changes the real replay emitted; wait for it so the next
             # dry run does not share the store and the CPU with it.
             t_pub = t + await drained(hub)
             results.append(("for real, incl. relay", job, t_pub))
-            job, t = await replay(hub, runner, dry_run=True)
-            results.append(("dry run, all applied", job, t))
-            # Same run, after the replays: the baselines again (the machine may be shared;
-            # each ratio uses the faster of the two measurements).
-            for name, look in BASELINES:
-                _, again = await raw_read(b.bootstrap, TOPIC, look)
-                raw[name] = min(raw[name], again)
+            await dry_runs("dry run, all applied")
+            await baselines()
         finally:
             await hub.stop()
             if USE_PG:
                 await _pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
     store = "PostgreSQL" if USE_PG else "SQLite"
-    print(f"messages: {N}, store: {store}, batch 500, 6 partitions, one process")
+    print(
+        f"messages: {N}, store: {store}, batch 500, 6 partitions, one process; "
+        f"best of {ROUNDS} rounds (dry runs and baselines)"
+    )
     print("baselines, a raw aiokafka consumer (group-less, getmany) reading the topic and:")
     for name, t in raw.items():
         print(f"  {name:<26} {N / t:>9,.0f} msg/s")

@@ -38,12 +38,13 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,8 +54,9 @@ from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord, headers_from_json
 from hub.core.ledger import already_processed
 from hub.core.outbox import add_rows, outbox_values
-from hub.core.processor import BatchProcessor, FlowSpec
+from hub.core.processor import BatchProcessor, FlowSpec, decode_envelope
 from hub.store.admin_models import ReplayJob
+from hub.store.db import is_sqlite
 from hub.store.models import JournalEntry, SourceRecord
 
 if TYPE_CHECKING:
@@ -254,30 +256,61 @@ class FlowTarget:
         }
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+_SQLITE_LOADS: dict[int, tuple[str, tuple[Callable[[Any], Any], ...]]] = {}
+
+
+def _sqlite_load(n: int, dialect: Any) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    """The dry run's ``source_records`` lookup of n keys on SQLite, and the result processors
+    of its source_ts, updated_at and payload columns."""
+    found = _SQLITE_LOADS.get(n)
+    if found is None:
+        t = SourceRecord.__table__
+        name = SourceRecord.__tablename__
+        keys = ",".join(["(?,?,?)"] * n)
+        sql = (
+            "SELECT entity, source_system, source_id, source_version, source_ts, updated_at, "
+            f"op, payload FROM {name} "
+            f"WHERE (entity, source_system, source_id) IN (VALUES {keys})"
+        )
+        procs = tuple(
+            t.c[col].type.dialect_impl(dialect).result_processor(dialect, None) or _same
+            for col in ("source_ts", "updated_at", "payload")
+        )
+        found = _SQLITE_LOADS[n] = (sql, procs)
+    return found
+
+
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-class _Seen:
-    """A record's version as the dry run sees it. The content digest is only needed when two
-    versions tie, so it is computed on demand (most records never need it)."""
+Key = tuple[str, str, str]
+# What a content digest can be made from when two versions tie: the digest itself, a stored
+# payload, or the message (its value bytes when the flow decodes with the contract's decoder,
+# else the record) to decode again.
+_Source = str | dict[str, Any] | bytes | InboundRecord
+# A version the dry run holds for a key: (version number, timestamp, op, content source).
+# Plain tuples of atoms, not objects: the state holds one per record of a long job, and the
+# garbage collector stops tracking tuples of atoms; objects made the full collections that the
+# growing state triggers cost a third of a dry run's time.
+_Held = tuple[int | None, datetime, str, _Source]
+# One decoded message of a chunk: message id, entity, key (None: not the records flow),
+# version number, timestamp, op, validated body (or None), and the content source to keep.
+_Msg = tuple[str, str, Key | None, int | None, datetime, str, BaseModel | dict[str, Any], _Source]
 
-    __slots__ = ("_digest", "_payload", "op", "version")
 
-    def __init__(self, version: Any, op: str, payload: Any) -> None:
-        self.version = version  # flows.records.staleness.Version
-        self.op = op
-        self._payload = payload  # a JSON value, or a zero-argument callable making one
-        self._digest: str | None = None
+@dataclass
+class _Pending:
+    """A chunk decoded (and counted as invalid where it failed) whose store lookups, the
+    ledger then ``source_records``, are still running."""
 
-    @property
-    def digest(self) -> str:
-        if self._digest is None:
-            payload = self._payload() if callable(self._payload) else self._payload
-            self._digest = _digest(payload)
-            self._payload = None
-        return self._digest
+    decoded: list[_Msg]
+    lookups: asyncio.Task[tuple[set[str], dict[Key, _Held]]]
 
 
 class FlowDryRun:
@@ -285,33 +318,90 @@ class FlowDryRun:
     flow, also compare with ``source_records`` the way its handler does.
 
     Per chunk: one ledger query, then one ``source_records`` query for the keys of the
-    messages the ledger does not hold (a replay of what was applied reads no records)."""
+    messages the ledger does not hold (a replay of what was applied reads no records).
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], spec: FlowSpec, force: bool):
+    ``submit``/``settle`` pipeline the chunks where the store is another process: a chunk's
+    lookups run as a task while the runner fetches and decodes the next chunk. The comparison
+    stays in message order: chunk k+1 is decoded while k's lookups run, but k is compared
+    (``settle``) before k+1's lookups start, so they see the state k left, as without the
+    pipeline. With SQLite the lookups run on aiosqlite's thread, and overlapping them with
+    decoding made both slower (the GIL): there ``submit`` settles at once."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        spec: FlowSpec,
+        force: bool,
+        *,
+        pipeline: bool = False,
+    ):
         self.sessions, self.spec, self.force = sessions, spec, force
+        self.pipeline = pipeline
         self.records = spec.name == "records"
+        # The contract's decoder needs only the value to decode a message again.
+        self._value_only = spec.decode is decode_envelope
         self.seen_ids: set[str] = set()
-        self.state: dict[tuple[str, str, str], _Seen] = {}
+        self.state: dict[Key, _Held] = {}
         self.per_entity: dict[str, dict[str, int]] = {}
         self.invalid = 0
         self.already_applied = 0
         self.would_apply = 0
+        self._pending: _Pending | None = None
 
-    def _bump(self, entity: str, what: str) -> None:
-        counts = self.per_entity.setdefault(
-            entity, {"would_create": 0, "would_update": 0, "unchanged": 0, "stale": 0}
-        )
-        counts[what] += 1
+    def _counts(self, entity: str) -> dict[str, int]:
+        counts = self.per_entity.get(entity)
+        if counts is None:
+            counts = self.per_entity[entity] = {
+                "would_create": 0,
+                "would_update": 0,
+                "unchanged": 0,
+                "stale": 0,
+            }
+        return counts
 
     async def deliver(self, recs: list[InboundRecord]) -> list[dict[str, object]]:
+        """One chunk, start to end."""
+        await self.submit(recs)
+        await self.settle()
+        return []
+
+    async def submit(self, recs: list[InboundRecord]) -> None:
+        """Decode ``recs`` now, compare the previous chunk, start this chunk's lookups; return
+        without waiting for them unless not pipelining. ``settle`` finishes the chunk."""
+        decoded = self._decode(recs)
+        await self.settle()
+        self._pending = _Pending(decoded, asyncio.create_task(self._lookups(decoded)))
+        if not self.pipeline:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the submitted chunk's lookups and compare it: after this, the counts
+        cover every record submitted (the runner settles before it saves progress)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        in_ledger, loaded = await pending.lookups
+        # (the keys were absent when the lookups started, and only settle adds keys)
+        self.state.update(loaded)
+        self._compare(pending.decoded, in_ledger)
+
+    async def discard(self) -> None:
+        """Stop a submitted chunk's lookups (the job ends without counting it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.lookups.done():
+            pending.lookups.cancel()
+            with contextlib.suppress(BaseException):
+                await pending.lookups
+
+    def _decode(self, recs: list[InboundRecord]) -> list[_Msg]:
         from contracts.registry import validate_body
 
         # The records flow's own key: a decision is versioned apart from its request.
         from flows.records.flow import record_kind
-        from flows.records.staleness import Verdict, Version, compare
 
-        decoded = []
-        decode, check_body = self.spec.decode, self.spec.validate_body
+        decoded: list[_Msg] = []
+        decode, check_body, records = self.spec.decode, self.spec.validate_body, self.records
+        value_only = self._value_only
         for rec in recs:
             try:
                 env = decode(rec)
@@ -319,75 +409,125 @@ class FlowDryRun:
             except (ContractError, PermanentError):
                 self.invalid += 1
                 continue
-            decoded.append((env, str(env.message_id), body))
+            # Only atoms and the body outlive this loop: the envelope is freed at once.
+            decoded.append(
+                (
+                    str(env.message_id),
+                    env.entity.value,
+                    (record_kind(env), env.source_system, env.source_id) if records else None,
+                    env.source_version,
+                    env.source_ts or env.occurred_at,
+                    env.op.value,
+                    body if body is not None else dict(env.body),
+                    rec.value if value_only and rec.value is not None else rec,
+                )
+            )
+        return decoded
+
+    async def _lookups(self, decoded: list[_Msg]) -> tuple[set[str], dict[Key, _Held]]:
+        """The ledger's hits among the chunk's ids, and the stored records of the keys of the
+        other messages that the dry run does not know yet."""
+        in_ledger: set[str] = set()
+        loaded: dict[Key, _Held] = {}
+        if not decoded:
+            return in_ledger, loaded
         async with self.sessions() as s:
-            in_ledger: set[str] = set()
             if not self.force:
-                in_ledger = await already_processed(s, self.spec.name, [m for _, m, _ in decoded])
+                in_ledger = await already_processed(s, self.spec.name, [m[0] for m in decoded])
             if self.records:
                 # (not ``keys - set(self.state)``: the state grows with the job, and walking
                 # it per chunk made a long dry run quadratic)
+                state = self.state
                 keys = {
                     k
-                    for e, mid, _ in decoded
-                    if mid not in in_ledger
-                    and (k := (record_kind(e), e.source_system, e.source_id)) not in self.state
+                    for mid, _, k, *_ in decoded
+                    if k is not None and mid not in in_ledger and k not in state
                 }
                 if keys:
-                    await self._load(s, keys)
-        seen_ids, state = self.seen_ids, self.state
-        for env, mid, body in decoded:
-            entity = env.entity.value
+                    loaded = await self._load(s, keys)
+        return in_ledger, loaded
+
+    def _digest_of(self, source: _Source) -> str:
+        """The content digest the records flow compares (its payload), from a held source."""
+        if isinstance(source, str):
+            return source
+        if isinstance(source, dict):
+            return _digest(source)
+        from contracts.registry import validate_body
+
+        rec = source if isinstance(source, InboundRecord) else InboundRecord("", 0, 0, source)
+        env = self.spec.decode(rec)
+        body = validate_body(env) if self.spec.validate_body else None
+        return _digest(body.model_dump(mode="json") if body is not None else dict(env.body))
+
+    def _compare(self, decoded: list[_Msg], in_ledger: set[str]) -> None:
+        from flows.records.staleness import Verdict, Version, compare
+
+        seen_ids, state, records = self.seen_ids, self.state, self.records
+        for mid, entity, key, number, ts, op, body, source in decoded:
             skip = mid in seen_ids or mid in in_ledger
             seen_ids.add(mid)
             if skip:
                 self.already_applied += 1
-                if self.records:
-                    self._bump(entity, "unchanged")
+                if records:
+                    self._counts(entity)["unchanged"] += 1
                 continue
-            if not self.records:
+            if key is None:
                 self.would_apply += 1
                 continue
-            key = (record_kind(env), env.source_system, env.source_id)
-            version = Version(env.source_version, env.source_ts or env.occurred_at)
-            payload = (
-                (lambda b=body: b.model_dump(mode="json")) if body is not None else dict(env.body)
-            )
-            mine = _Seen(version, env.op.value, payload)
+            counts = self._counts(entity)
             cur = state.get(key)
             if cur is None:
-                self._bump(entity, "would_create")
-                state[key] = mine
+                counts["would_create"] += 1
+                state[key] = (number, ts, op, source)
                 continue
-            if mine.version.number is not None and cur.version.number is not None:
-                # Version numbers decide alone unless they tie: no digest needed.
-                same = mine.version.number == cur.version.number and (
-                    cur.op == mine.op and cur.digest == mine.digest
-                )
+            held_number, held_ts, held_op, held_source = cur
+            # Version numbers decide alone unless they tie; the content digest is only made
+            # for a tie (most records never need one).
+            if number is not None and held_number is not None:
+                tie = number == held_number
             else:
-                same = (
-                    mine.version.ts == cur.version.ts
-                    and cur.op == mine.op
-                    and cur.digest == mine.digest
+                tie = ts == held_ts
+            same = False
+            if tie and op == held_op:
+                mine = _digest(
+                    body.model_dump(mode="json") if isinstance(body, BaseModel) else body
                 )
-            verdict, _ = compare(mine.version, cur.version, same)
+                held = self._digest_of(held_source)
+                state[key] = (held_number, held_ts, held_op, held)  # made once
+                source = mine
+                same = mine == held
+            verdict, _ = compare(Version(number, ts), Version(held_number, held_ts), same)
             if verdict is Verdict.newer:
-                self._bump(entity, "would_update")
-                state[key] = mine
+                counts["would_update"] += 1
+                state[key] = (number, ts, op, source)
             elif verdict is Verdict.stale:
-                self._bump(entity, "stale")
+                counts["stale"] += 1
             else:
-                self._bump(entity, "unchanged")
-        return []
+                counts["unchanged"] += 1
 
-    async def _load(self, s: AsyncSession, keys: set[tuple[str, str, str]]) -> None:
+    async def _load(self, s: AsyncSession, keys: set[Key]) -> dict[Key, _Held]:
         from sqlalchemy import tuple_
-
-        from flows.records.staleness import Version
 
         cols = (SourceRecord.entity, SourceRecord.source_system, SourceRecord.source_id)
         wanted = list(keys)
+        loaded: dict[Key, _Held] = {}
+        conn = await s.connection()
+        sqlite = conn.dialect.name == "sqlite"
         for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            if sqlite:
+                # As the driver takes it: rendering 500 (entity, system, id) tuples through
+                # SQLAlchemy cost more than the lookup (a tenth of a dry run's time); the
+                # columns' own result processors still turn the values into Python types.
+                sql, procs = _sqlite_load(len(part), conn.dialect)
+                params = tuple(v for key in part for v in key)
+                found = await conn.exec_driver_sql(sql, params)
+                for row in found:
+                    e, sysname, sid, ver, ts, upd, op, payload = tuple(row)
+                    ts, upd, payload = procs[0](ts), procs[1](upd), procs[2](payload)
+                    loaded[(e, sysname, sid)] = (ver, ts or upd, op, payload)
+                continue
             rows = await s.execute(
                 select(
                     *cols,
@@ -396,10 +536,11 @@ class FlowDryRun:
                     SourceRecord.updated_at,
                     SourceRecord.op,
                     SourceRecord.payload,
-                ).where(tuple_(*cols).in_(wanted[i : i + 500]))
+                ).where(tuple_(*cols).in_(part))
             )
             for e, sysname, sid, ver, ts, upd, op, payload in rows:
-                self.state[(e, sysname, sid)] = _Seen(Version(ver, ts or upd), op, payload)
+                loaded[(e, sysname, sid)] = (ver, ts or upd, op, payload)
+        return loaded
 
     def restore(self, report: dict[str, Any]) -> None:
         """Counts of a resumed job (the in-memory view of what earlier chunks would have
@@ -474,7 +615,8 @@ class JobRun:
         if spec is None:
             raise RuntimeError(f"no flow named {job.target_flow!r} in this hub")
         if job.dry_run:
-            return FlowDryRun(self.sessions, spec, job.force)
+            sqlite = self.hub.engine is not None and is_sqlite(self.hub.engine)
+            return FlowDryRun(self.sessions, spec, job.force, pipeline=not sqlite)
         return FlowTarget(self, spec, job.force)
 
     # -- control --
@@ -514,6 +656,15 @@ class JobRun:
         except Exception as exc:  # the store is what is failing: the retry loop goes on
             log.debug("replay %s: heartbeat not written: %r", self.job.id, exc)
 
+    async def settle(self) -> None:
+        """Finish the target's pending work: the report then covers every position saved."""
+        if isinstance(self.target, FlowDryRun):
+            await self.target.settle()
+
+    async def discard(self) -> None:
+        if isinstance(self.target, FlowDryRun):
+            await self.target.discard()
+
     async def _save(self, rows: Sequence[dict[str, object]] = (), *, now: bool = False) -> None:
         """Progress (and outbox rows of a topic target) in one transaction; throttled when
         there is nothing to publish. Reads the cancel flag on the way."""
@@ -522,6 +673,7 @@ class JobRun:
             self.check()
             return
         self._last_save = t
+        await self.settle()
         async with self.sessions() as s, s.begin():
             if rows:
                 await add_rows(s, list(rows))
@@ -752,7 +904,11 @@ class JobRun:
         rows: list[dict[str, object]] = []
         if matched:
             await self._pace(len(matched))
-            rows = await self.target.deliver(matched)
+            if isinstance(self.target, FlowDryRun):
+                # Its lookups go on while the next chunk is read; _save settles it first.
+                await self.target.submit(matched)
+            else:
+                rows = await self.target.deliver(matched)
         for rec in read:
             plan = self.plans[rec.partition]
             plan.next = max(plan.next, rec.offset + 1)
@@ -918,6 +1074,12 @@ class ReplayRunner:
     async def _progress(self, run: JobRun | None) -> None:
         if run is None:
             return
+        try:
+            # The positions include the last chunk submitted: count it, as a save would.
+            await run.settle()
+        except Exception as exc:
+            log.debug("replay %s: last chunk not counted: %r", run.job.id, exc)
+            await run.discard()
         with contextlib.suppress(Exception):
             async with self.sessions() as s, s.begin():
                 await s.execute(

@@ -79,29 +79,59 @@ class DifficultyItem:
 
 def urge_counts(approvals: Iterable[Row], urges: Iterable[Row]) -> UrgeCounts:
     """催办次数 by approval type, approver, approver department, ladder level and channel.
-    Each dict is ordered by count, highest first."""
+    Each dict is ordered by count, highest first, then by name."""
     index = {str(a["approval_id"]): a for a in approvals}
+    return urge_counts_from_groups(
+        (
+            _field(a, "type"),
+            _field(a, "approver"),
+            _field(a, "approver_department"),
+            u.get("level"),
+            u.get("channel"),
+            1,
+        )
+        for u in urges
+        for a in (index.get(str(u.get("approval_id"))),)
+    )
+
+
+def _field(row: Row | None, key: str) -> str | None:
+    value = None if row is None else row.get(key)
+    return None if value is None else str(value)
+
+
+UrgeGroup = tuple[str | None, str | None, str | None, int | None, str | None, int]
+"""(approval type, approver, approver department, level, channel, number of urges): one row
+of the store's GROUP BY over the urges joined with their approvals."""
+
+
+def urge_counts_from_groups(groups: Iterable[UrgeGroup]) -> UrgeCounts:
+    """``urge_counts`` from counts the store aggregated, so that the urges are not read one by
+    one."""
     by_type: Counter[str] = Counter()
     by_approver: Counter[str] = Counter()
     by_department: Counter[str] = Counter()
     by_level: Counter[int] = Counter()
     by_channel: Counter[str] = Counter()
     total = 0
-    for u in urges:
-        total += 1
-        a = index.get(str(u.get("approval_id")))
-        by_type[_text(a, "type")] += 1
-        by_approver[_text(a, "approver")] += 1
-        by_department[_text(a, "approver_department")] += 1
-        by_level[int(u.get("level") or 0)] += 1
-        by_channel[str(u.get("channel") or UNKNOWN)] += 1
+    for atype, approver, department, level, channel, n in groups:
+        total += n
+        by_type[_name(atype)] += n
+        by_approver[_name(approver)] += n
+        by_department[_name(department)] += n
+        by_level[int(level or 0)] += n
+        by_channel[str(channel or UNKNOWN)] += n
+
+    def ranked(c: Counter[str]) -> dict[str, int]:
+        return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
     return UrgeCounts(
         total=total,
-        by_type=dict(by_type.most_common()),
-        by_approver=dict(by_approver.most_common()),
-        by_department=dict(by_department.most_common()),
+        by_type=ranked(by_type),
+        by_approver=ranked(by_approver),
+        by_department=ranked(by_department),
         by_level=dict(sorted(by_level.items())),
-        by_channel=dict(by_channel.most_common()),
+        by_channel=ranked(by_channel),
     )
 
 
@@ -137,10 +167,12 @@ def overdue(
     *,
     urges: Iterable[Row] = (),
     calendar: BusinessCalendar | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> list[OverdueItem]:
     """Open approvals past their deadline, most overdue first (working time with a
-    calendar)."""
-    counts = Counter(str(u.get("approval_id")) for u in urges)
+    calendar). ``counts``: urges per approval id, instead of the urge rows."""
+    if counts is None:
+        counts = Counter(str(u.get("approval_id")) for u in urges)
     items: list[OverdueItem] = []
     for a in approvals:
         if a.get("decided_at") is not None:
@@ -161,7 +193,7 @@ def overdue(
                 approver_department=_text(a, "approver_department"),
                 deadline=deadline,
                 overdue_by=late,
-                urges=counts[aid],
+                urges=counts.get(aid, 0),
             )
         )
     items.sort(key=lambda i: (-i.overdue_by, i.deadline, i.approval_id))
@@ -174,12 +206,15 @@ def difficulty_ranking(
     policy: UrgePolicy,
     *,
     limit: int | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> list[DifficultyItem]:
     """Approvals that needed the most urging, each urge weighted by the approval's amount
     band (band weight from the policy, by default 1, 2, 3 ... from the lowest band): ten
     urges for a 300-yuan requisition say less about difficulty than ten for a contract the
-    general manager must sign. Approvals never urged are left out."""
-    counts = Counter(str(u.get("approval_id")) for u in urges)
+    general manager must sign. Approvals never urged are left out. ``counts``: urges per
+    approval id, instead of the urge rows."""
+    if counts is None:
+        counts = Counter(str(u.get("approval_id")) for u in urges)
     items: list[DifficultyItem] = []
     for a in approvals:
         aid = str(a["approval_id"])
@@ -221,6 +256,10 @@ def _stats(values: Sequence[dt.timedelta]) -> DurationStats:
     mid, odd = divmod(len(ordered), 2)
     median = ordered[mid] if odd else (ordered[mid - 1] + ordered[mid]) / 2
     return DurationStats(len(ordered), median, ordered[rank - 1])
+
+
+def _name(value: str | None) -> str:
+    return UNKNOWN if value in (None, "") else str(value)
 
 
 def _text(row: Row | None, key: str) -> str:

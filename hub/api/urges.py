@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.urge import analytics
@@ -317,6 +317,19 @@ def _status(res: ClickResult) -> int:
     return 429 if res.reason in _LIMITED else 409
 
 
+_STATS_COLS = (
+    Approval.key,
+    Approval.type,
+    Approval.amount,
+    Approval.currency,
+    Approval.approver,
+    Approval.approver_department,
+    Approval.submitted_at,
+    Approval.deadline,
+    Approval.decided_at,
+)
+
+
 @router.get("/urges/stats", response_model=StatsOut)
 async def urge_stats(
     request: Request,
@@ -330,51 +343,94 @@ async def urge_stats(
     policy, calendar = _policy(request)
     now = _now(request)
     since = now - dt.timedelta(days=days)
-    cols = (
-        Approval.key,
-        Approval.type,
-        Approval.amount,
-        Approval.currency,
-        Approval.approver,
-        Approval.approver_department,
-        Approval.submitted_at,
-        Approval.deadline,
-        Approval.decided_at,
+    # The store aggregates: counts are GROUP BYs, and only three kinds of approvals are read
+    # row by row: decided ones (type and two times, for working-time percentiles, which need
+    # the business calendar), the overdue ones that make the top list, and the urged ones
+    # (difficulty weights come from the policy's amount bands).
+    window = or_(Approval.submitted_at >= since, Approval.status == "open")
+    sent = (
+        UrgeRecord.status == "sent",
+        UrgeRecord.sent_at >= since,
+        UrgeRecord.approval_key == Approval.key,
+        window,
     )
+    per_approval = func.count(UrgeRecord.id).label("n")
     async with _sessions(request)() as s:
-        approvals = [
+        total = await s.scalar(select(func.count()).select_from(Approval).where(window))
+        groups = (
+            await s.execute(
+                select(
+                    Approval.type,
+                    Approval.approver,
+                    Approval.approver_department,
+                    UrgeRecord.level,
+                    UrgeRecord.channel,
+                    func.count(),
+                )
+                .where(*sent)
+                .group_by(
+                    Approval.type,
+                    Approval.approver,
+                    Approval.approver_department,
+                    UrgeRecord.level,
+                    UrgeRecord.channel,
+                )
+            )
+        ).tuples()
+        counts = analytics.urge_counts_from_groups(groups)
+        decided = (
+            await s.execute(
+                select(Approval.type, Approval.submitted_at, Approval.decided_at).where(
+                    window, Approval.decided_at.is_not(None)
+                )
+            )
+        ).mappings()
+        ttd = analytics.time_to_decision(
+            cast(list[analytics.Row], decided.all()), calendar=calendar
+        )
+        # Working time overdue only grows as the deadline is earlier, so the top list is
+        # among the earliest deadlines: those up to the top-th one (ties included) are read.
+        late_where: list[ColumnElement[bool]] = [
+            window,
+            Approval.decided_at.is_(None),
+            Approval.deadline < now,
+        ]
+        cutoff = await s.scalar(
+            select(Approval.deadline)
+            .where(*late_where)
+            .order_by(Approval.deadline)
+            .offset(top - 1)
+            .limit(1)
+        )
+        if cutoff is not None:
+            late_where.append(Approval.deadline <= cutoff)
+        late_rows = [
+            {**dict(r), "approval_id": r["key"]}
+            for r in (await s.execute(select(*_STATS_COLS).where(*late_where))).mappings()
+        ]
+        late_counts: dict[str, int] = {}
+        if late_rows:
+            found = await s.execute(
+                select(Approval.key, per_approval)
+                .where(*sent, Approval.key.in_([r["key"] for r in late_rows]))
+                .group_by(Approval.key)
+            )
+            late_counts = {key: n for key, n in found.tuples()}
+        urged = [
             {**dict(r), "approval_id": r["key"]}
             for r in (
                 await s.execute(
-                    select(*cols).where(
-                        or_(Approval.submitted_at >= since, Approval.status == "open")
-                    )
+                    select(*_STATS_COLS, per_approval).where(*sent).group_by(*_STATS_COLS)
                 )
             ).mappings()
         ]
-        keys = {a["key"] for a in approvals}
-        urges = [
-            {**dict(r), "approval_id": r["approval_key"]}
-            for r in (
-                await s.execute(
-                    select(
-                        UrgeRecord.approval_key,
-                        UrgeRecord.level,
-                        UrgeRecord.channel,
-                        UrgeRecord.recipient,
-                        UrgeRecord.sent_at,
-                    ).where(UrgeRecord.status == "sent", UrgeRecord.sent_at >= since)
-                )
-            ).mappings()
-            if r["approval_key"] in keys
-        ]
-    counts = analytics.urge_counts(approvals, urges)
-    ttd = analytics.time_to_decision(approvals, calendar=calendar)
-    late = analytics.overdue(approvals, now, urges=urges, calendar=calendar)[:top]
-    hard = analytics.difficulty_ranking(approvals, urges, policy, limit=top)
+    late = analytics.overdue(late_rows, now, calendar=calendar, counts=late_counts)[:top]
+    hard = analytics.difficulty_ranking(
+        urged, (), policy, limit=top, counts={a["key"]: a["n"] for a in urged}
+    )
     return StatsOut(
         since=since,
-        approvals=len(approvals),
+        approvals=total or 0,
         urges=counts.total,
         by_type=counts.by_type,
         by_approver=counts.by_approver,

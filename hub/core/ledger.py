@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,15 +17,33 @@ _CHUNK = 500
 async def already_processed(session: AsyncSession, consumer: str, ids: Iterable[str]) -> set[str]:
     wanted = list(dict.fromkeys(ids))
     seen: set[str] = set()
+    if not wanted:
+        return seen
+    if session.get_bind().dialect.name != "sqlite":
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i : i + _CHUNK]
+            rows = await session.execute(
+                select(ProcessedMessage.message_id).where(
+                    ProcessedMessage.consumer == consumer, ProcessedMessage.message_id.in_(chunk)
+                )
+            )
+            seen.update(rows.scalars())
+        return seen
+    # SQLite: the statement as the driver takes it. Rendering a 500-item IN list through the
+    # ORM cost more than SQLite's 500 index probes (1.4-2.3 ms against 0.8-1.0 ms a lookup).
+    conn = await session.connection()
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
-        rows = await session.execute(
-            select(ProcessedMessage.message_id).where(
-                ProcessedMessage.consumer == consumer, ProcessedMessage.message_id.in_(chunk)
-            )
-        )
-        seen.update(rows.scalars())
+        rows = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), (consumer, *chunk))
+        seen.update(r[0] for r in rows)
     return seen
+
+
+@lru_cache(maxsize=8)
+def _sqlite_lookup(n: int) -> str:
+    table = ProcessedMessage.__tablename__
+    marks = ",".join("?" * n)
+    return f"SELECT message_id FROM {table} WHERE consumer = ? AND message_id IN ({marks})"
 
 
 async def mark_processed(session: AsyncSession, consumer: str, ids: Iterable[str]) -> None:

@@ -148,3 +148,28 @@ async def test_journal_keeps_every_consumed_message(broker: str, sqlite_url: str
 
         await wait_until(all_journaled, what="25 journal rows")
         assert await count(hub, select(func.count()).select_from(SourceRecord)) == 20
+
+
+async def test_the_ledger_finds_exactly_the_ids_processed_by_that_consumer(store_url: str) -> None:
+    """SQLite runs the lookup as driver SQL, PostgreSQL through the ORM: both answer the same,
+    beyond one IN list of 500 too."""
+    import uuid
+
+    from hub.core.ledger import already_processed, mark_processed
+    from hub.store import db
+
+    engine = db.create_engine(store_url)
+    await db.migrate(engine)
+    sessions = db.sessionmaker(engine)
+    try:
+        mine = [str(uuid.uuid4()) for _ in range(700)]
+        other = str(uuid.uuid4())
+        async with sessions() as s, s.begin():
+            await mark_processed(s, "records", mine[::2])
+            await mark_processed(s, "identity", [other, mine[1]])
+        async with sessions() as s:
+            found = await already_processed(s, "records", [*mine, other, mine[0]])
+            assert found == set(mine[::2])
+            assert await already_processed(s, "records", []) == set()
+    finally:
+        await engine.dispose()

@@ -169,3 +169,66 @@ async def test_a_replay_dry_run_keys_decisions_like_the_records_flow(sessions: A
     await dry.deliver([rec(decision, 0), rec(request, 1)])
     counts = dry.per_entity["approval"]
     assert (counts["would_create"], counts["stale"]) == (2, 0), counts
+
+
+async def test_a_replay_dry_run_reports_what_the_records_flow_then_does(sessions: Any) -> None:
+    """Versions, timestamps and content ties, against the store and against earlier messages
+    of the same job, in two chunks: the dry run's counts, pipelined or not, are the outcomes
+    the records flow then records when it applies the same messages."""
+    from datetime import UTC, datetime
+
+    from flows.records.flow import spec
+    from hub.replay import FlowDryRun
+    from hub.store.models import RecordEvent
+
+    t0, t1, t2 = (datetime(2026, 11, 24, h, tzinfo=UTC) for h in (8, 9, 10))
+
+    def env(sid: str, version: int | None, name: str, ts: datetime = t1) -> Envelope:
+        e = customer_env(0, version=version or 1, name=name)
+        return e.model_copy(update={"source_id": sid, "source_version": version, "source_ts": ts})
+
+    stored = [env("A", 2, "甲"), env("B", None, "乙", t1)]
+    await BatchProcessor(spec(), sessions, max_message_bytes=100_000).process(
+        [rec(e, i) for i, e in enumerate(stored)]
+    )
+    d1 = env("D", 1, "丁")
+    replayed = [
+        env("A", 1, "甲"),  # stale: older than the stored version
+        env("A", 2, "甲"),  # unchanged: the stored version, same content
+        env("A", 2, "甲改"),  # stale: the stored version number, other content
+        env("A", 3, "甲三"),  # update
+        env("B", None, "乙", t0),  # stale by timestamp
+        env("B", None, "乙", t1),  # unchanged: same timestamp and content as stored
+        d1,  # create
+        # second chunk: compared with what the first chunk left
+        env("A", 3, "甲三"),  # unchanged: the same version and content as the replayed one
+        env("A", 3, "甲四"),  # stale: that version with other content
+        env("B", None, "乙二", t2),  # update
+        env("D", 1, "丁"),  # unchanged (another message id, same content)
+        d1,  # the same message again: counted as already applied
+    ]
+    chunks = [[rec(e, i) for i, e in enumerate(replayed[:7])]]
+    chunks.append([rec(e, 7 + i) for i, e in enumerate(replayed[7:])])
+    expected = {"would_create": 1, "would_update": 2, "unchanged": 5, "stale": 4}
+    for pipeline in (False, True):
+        dry = FlowDryRun(sessions, spec(), force=False, pipeline=pipeline)
+        for chunk in chunks:
+            await dry.submit(chunk)
+        await dry.settle()
+        assert dry.per_entity["customer"] == expected, (pipeline, dry.per_entity)
+        assert dry.already_applied == 1
+
+    await BatchProcessor(spec(), sessions, max_message_bytes=100_000).process(
+        [r for chunk in chunks for r in chunk]
+    )
+    async with sessions() as s:
+        outcomes = (
+            await s.execute(
+                select(RecordEvent.outcome, func.count())
+                .where(RecordEvent.message_id.in_([str(e.message_id) for e in replayed]))
+                .group_by(RecordEvent.outcome)
+            )
+        ).tuples()
+        real = dict(outcomes.all())
+    # The flow skips the repeated message (its ledger), so 11 outcomes for 12 messages.
+    assert real == {"applied": 3, "unchanged": 4, "stale": 4}, real

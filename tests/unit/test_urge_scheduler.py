@@ -735,3 +735,125 @@ async def test_the_admin_api_lists_urges_and_accepts_one_click(sessions: Any) ->
             "urges": 3,
             "band_index": 2,
         }
+
+
+async def test_urge_stats_aggregated_in_sql_answer_as_the_rows_read_into_memory(
+    sessions: Any,
+) -> None:
+    """/urges/stats against the analytics over every row of the window (what it computed
+    before the store aggregated): overdue ties at the cut of the top list, urges outside the
+    window or not sent, approvals without department, decided and open ones."""
+    import random
+
+    import httpx
+    from fastapi import FastAPI
+
+    from flows.urge import analytics
+    from hub.api.auth import create_token
+    from hub.api.urges import router
+
+    rnd = random.Random(7)
+    now = at(2026, 10, 12, 11)
+    approvals: list[dict[str, Any]] = []
+    urges: list[dict[str, Any]] = []
+    async with sessions() as s, s.begin():
+        for i in range(60):
+            submitted = now - dt.timedelta(days=rnd.choice([1, 5, 30, 80, 120]), hours=i)
+            decided = submitted + dt.timedelta(hours=rnd.randint(1, 90)) if i % 3 == 0 else None
+            deadline = now - dt.timedelta(hours=rnd.choice([-5, 2, 2, 30, 200]))  # ties
+            row = {
+                "key": f"erp:A{i:03d}",
+                "type": rnd.choice(["purchase_requisition", "contract", "expense"]),
+                "amount": str(rnd.choice([300, 8000, 250000])),
+                "currency": "CNY",
+                "approver": rnd.choice(["李总", "王总", "赵总"]),
+                "approver_department": rnd.choice(["总经办", "财务部", None]),
+                "submitted_at": submitted,
+                "deadline": deadline,
+                "decided_at": decided,
+                "status": "approved" if decided else "open",
+            }
+            s.add(
+                Approval(
+                    **row,
+                    origin_system="erp",
+                    approval_id=row["key"][4:],
+                    type_key=row["type"],
+                    title="t",
+                    requester="张三",
+                    tie="none",
+                    band_index=0,
+                    authority="approver",
+                    request={},
+                    plan={},
+                    policy_fingerprint="f",
+                    created_at=submitted,
+                    updated_at=submitted,
+                )
+            )
+            approvals.append({**row, "approval_id": row["key"]})
+            for j in range(rnd.choice([0, 0, 1, 3, 6])):
+                sent_at = now - dt.timedelta(days=rnd.choice([1, 10, 100]), minutes=j)
+                status = "sent" if j != 4 else "scheduled"
+                level, channel = rnd.randint(1, 3), rnd.choice(["im", "sms", "escalation"])
+                s.add(
+                    UrgeRecord(
+                        urge_id=str(uuid.uuid4()),
+                        approval_key=row["key"],
+                        kind="ladder",
+                        status=status,
+                        level=level,
+                        channel=channel,
+                        recipient="r",
+                        text="催",
+                        sequence=j,
+                        due_at=sent_at,
+                        send_at=sent_at,
+                        sent_at=sent_at,
+                        created_at=sent_at,
+                    )
+                )
+                if status == "sent":
+                    urges.append(
+                        {"approval_id": row["key"], "level": level, "channel": channel,
+                         "recipient": "r", "sent_at": sent_at}
+                    )  # fmt: skip
+        _, viewer = await create_token(s, "dashboard", "viewer", "test")
+
+    class FakeHub:
+        def __init__(self) -> None:
+            self.sessions = sessions
+            self.urge_scheduler = scheduler(sessions, Clock(now))
+
+    app = FastAPI()
+    app.state.hub = FakeHub()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=app)
+    auth = {"Authorization": f"Bearer {viewer}"}
+    calendar = app.state.hub.urge_scheduler.calendar
+    policy = app.state.hub.urge_scheduler.policy
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=auth) as c:
+        for days, top in ((90, 5), (30, 20), (3660, 3)):
+            got = (await c.get("/urges/stats", params={"days": days, "top": top})).json()
+            since = now - dt.timedelta(days=days)
+            window = [a for a in approvals if a["submitted_at"] >= since or a["status"] == "open"]
+            keys = {a["key"] for a in window}
+            sent = [u for u in urges if u["sent_at"] >= since and u["approval_id"] in keys]
+            counts = analytics.urge_counts(window, sent)
+            late = analytics.overdue(window, now, urges=sent, calendar=calendar)[:top]
+            hard = analytics.difficulty_ranking(window, sent, policy, limit=top)
+            ttd = analytics.time_to_decision(window, calendar=calendar)
+            assert got["approvals"] == len(window) and got["urges"] == counts.total
+            assert got["by_type"] == counts.by_type and got["by_approver"] == counts.by_approver
+            assert got["by_department"] == counts.by_department
+            assert got["by_level"] == {str(k): v for k, v in counts.by_level.items()}
+            assert got["by_channel"] == counts.by_channel
+            assert [(o["key"], o["urges"]) for o in got["overdue"]] == [
+                (i.approval_id, i.urges) for i in late
+            ]
+            assert [(d["key"], d["urges"], d["score"]) for d in got["difficulty"]] == [
+                (i.approval_id, i.urges, str(i.score)) for i in hard
+            ]
+            assert got["time_to_decision"]["count"] == ttd.overall.count
+            assert got["time_to_decision"]["p90_s"] == ttd.overall.p90.total_seconds()  # type: ignore[union-attr]
+            assert len(got["overdue"]) == min(top, len(late)) and len(late) > 0
