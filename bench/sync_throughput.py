@@ -180,6 +180,17 @@ class Probe:
         return "\n".join(lines)
 
 
+async def assigned(hub: Hub, timeout_s: float = 60) -> None:
+    """Until every flow's consumer has its partitions: the group joins of a fresh hub take
+    seconds, a start-up cost that is not throughput (it was 5 of 12 s at N = 1,000)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(r.consumer.assignment() for r in hub.runners):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the flows' consumers got no partitions within a minute")
+
+
 async def _hub_run(
     bootstrap: str, n: int, rate: float | None, tag: str, tmp: str, database_url: str
 ) -> dict[str, Any]:
@@ -208,6 +219,7 @@ async def _hub_run_with(
     )
     hub = Hub(settings, run_urge_scheduler=False)
     await hub.start()
+    await assigned(hub)
     cards = [card(i, tag) for i in range(n)]
     posted: dict[str, float] = {}
     url = f"http://127.0.0.1:{hub_port}/connectors/crm/customer"
