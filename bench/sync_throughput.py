@@ -180,6 +180,33 @@ class Probe:
         return "\n".join(lines)
 
 
+async def target_ceiling(n: int, concurrency: int) -> float:
+    """Calls/s the ERP simulator takes alone: customer creates straight from a Sink, as many
+    in flight as the deliverer keeps (EAI_DELIVERY_CONCURRENCY). No deliverer can beat it."""
+    import uuid
+
+    from connectors.common.sink import Sink
+    from connectors.registry import CONNECTORS
+    from tests.helpers import customer_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with erp_process(tmp) as (url, _client):
+            sink = Sink(CONNECTORS["erp"], url, timeout=30)
+            bodies = [customer_env(i).body for i in range(n)]
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(body: Any) -> None:
+                async with slots:
+                    result = await sink.deliver("customer", body, str(uuid.uuid4()))
+                    assert result.ok, result
+
+            t0 = time.monotonic()
+            await asyncio.gather(*(one(b) for b in bodies))
+            elapsed = time.monotonic() - t0
+            await sink.aclose()
+    return n / elapsed
+
+
 async def assigned(hub: Hub, timeout_s: float = 60) -> None:
     """Until every flow's consumer has its partitions: the group joins of a fresh hub take
     seconds, a start-up cost that is not throughput (it was 5 of 12 s at N = 1,000)."""
@@ -285,6 +312,12 @@ async def run() -> None:
         raw = N / await raw_baseline(b.bootstrap, topics.canonical(Entity.customer), N)
         print(f"customers: {N}")
         print(f"raw aiokafka consume-transform-produce: {raw:,.0f} msg/s (baseline)")
+        concurrency = Settings().delivery_concurrency
+        ceiling = await target_ceiling(min(N, 2_000), concurrency)
+        print(
+            f"ERP simulator alone (own process, {concurrency} calls in flight): "
+            f"{ceiling:,.0f} calls/s: the most any deliverer can reach in this run"
+        )
         for kind in STORES:
             full = await hub_run(N, None, "max", kind)
             print(
