@@ -69,8 +69,9 @@ class _WriteGate:
 
     The gate is taken in the ``begin`` event and given back when the transaction ends at the
     driver (the dialect's commit and rollback, which the pool's reset on check-in also goes
-    through) or when the connection is closed or invalidated, so a transaction that ends
-    without a commit or rollback *event* cannot keep it (the deadlock of the first attempt).
+    through) or when the connection is checked in, closed, detached or invalidated, so a
+    transaction that ends without a commit or rollback *event* cannot keep it (the deadlock
+    of the first attempt).
     """
 
     def __init__(self) -> None:
@@ -103,9 +104,6 @@ class _WriteGate:
         lock = self._held.pop(key, None)
         if lock is not None and lock.locked():
             lock.release()
-
-    def holds(self, key: int) -> bool:
-        return key in self._held
 
 
 async def _acquire(lock: asyncio.Lock) -> None:
@@ -156,10 +154,10 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
     @event.listens_for(sync, "before_cursor_execute")
     def _read_only(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
         # A deferred transaction that writes can fail on lock upgrade: refuse it up front.
-        if conn.get_execution_options().get(READ_ONLY) and not statement.lstrip()[
-            :6
-        ].upper().startswith(("SELECT", "WITH", "PRAGMA", "BEGIN")):
-            raise sqlite3.OperationalError(f"read-only session may not write: {statement[:60]}")
+        if conn.get_execution_options().get(READ_ONLY):
+            verb = statement.lstrip()[:6].upper()
+            if not verb.startswith(("SELECT", "WITH", "PRAGMA", "BEGIN")):
+                raise sqlite3.OperationalError(f"read-only session may not write: {statement[:60]}")
 
     dialect = sync.dialect
     do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
@@ -181,6 +179,11 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync, "close")
     def _close(dbapi_conn: Any, _record: Any) -> None:
+        gate.release(_raw(dbapi_conn))
+
+    @event.listens_for(sync, "close_detached")
+    def _close_detached(dbapi_conn: Any) -> None:
+        # a connection given up mid-transaction (a task cancelled while checking it in)
         gate.release(_raw(dbapi_conn))
 
     @event.listens_for(sync, "invalidate")
