@@ -244,15 +244,22 @@ class MasterSyncFlow:
         for entity, gid, env in events:
             conf = self.config.master[entity]  # type: ignore[index]
             self._one(ctx, batch, env, entity, gid, conf, now)
+        await self._write(ctx, batch, events)
+
+    async def _write(
+        self, ctx: FlowContext, batch: _Batch, events: list[tuple[str, str, Envelope]]
+    ) -> None:
+        """Write what the batch's events decided. A link that lost means the deliverer
+        linked a copy it created while this batch ran: the first linked is the golden
+        record's copy, and the member is a second record there (rare)."""
         lost = await batch.flush(ctx.session)
-        if lost:
-            # the deliverer linked a copy it created while this batch ran: the first linked
-            # is the golden record's copy, the member is a second record there (rare)
-            last = {(entity, gid): env for entity, gid, env in events}
-            for entity, gid, system, local in lost:
-                conf = self.config.master[entity]  # type: ignore[index]
-                self._duplicate(ctx, batch, last[(entity, gid)], entity, gid, conf, system, local)
-            await batch.flush(ctx.session)
+        if not lost:
+            return
+        last = {(entity, gid): env for entity, gid, env in events}
+        for entity, gid, system, local in lost:
+            conf = self.config.master[entity]  # type: ignore[index]
+            self._duplicate(ctx, batch, last[(entity, gid)], entity, gid, conf, system, local)
+        await batch.flush(ctx.session)
 
     async def _refreeze(self, ctx: FlowContext, items: list[Item]) -> None:
         """A copy quarantined as a duplicate that its clerk edits (and so unfreezes) is frozen
