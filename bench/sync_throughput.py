@@ -9,16 +9,21 @@ same run.
    that carried it to its arrival at the ERP simulator (an ASGI wrapper timestamps each POST
    on arrival); p50 and p99 (aim p99 < 200 ms).
 
-``python -m bench.sync_throughput [N] [sqlite|postgres ...]`` (default 5,000, both stores;
-PostgreSQL in a temporary database on 127.0.0.1:5432). A 503 from the webhook (the store busy)
-is retried after its Retry-After, as a system pushing records would.
+The ERP simulator runs in a child process (bench/erp_arrivals.py), so the figures are the
+hub's, not the hub's and the simulator's on one core. After each run the stages are printed
+from the flows' own metrics (``hub.runners[*].metrics``): messages, batches, time applying
+them, and when each stage saw its last message.
+
+``python -m bench.sync_throughput [N] [sqlite|postgres ...] [--paced=K]`` (default 5,000,
+both stores; PostgreSQL in a temporary database on 127.0.0.1:5432; K cards in the latency
+run, default min(N, 5,000), 0 skips it). A 503 from the webhook (the store busy) is retried
+after its Retry-After, as a system pushing records would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
@@ -27,10 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from bench.core_throughput import raw_baseline
-from connectors.erp.simulator import create_app
 from contracts import topics
 from contracts.envelope import Entity
 from hub.broker.embedded import EmbeddedBroker
@@ -43,6 +46,8 @@ from tests.helpers import customer_env, produce_envs
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 5_000
 STORES = [a for a in sys.argv[1:] if a in ("sqlite", "postgres")] or ["sqlite", "postgres"]
 RATE = 500.0
+# --paced=K: cards in the latency run (default min(N, 10 s at RATE)); 0 skips it
+PACED = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--paced=")), None)
 BATCH = 100
 
 
@@ -59,40 +64,6 @@ def card(i: int, run: str) -> dict[str, Any]:
         "stage": "01",
         "create_time": "2026-11-24 08:00:00",
     }
-
-
-class Arrivals:
-    """ASGI wrapper: the monotonic time each customer name reaches the ERP simulator."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.at: dict[str, float] = {}
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT"):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            msg = await receive()
-            chunks.append(msg.get("body", b""))
-            more = msg.get("more_body", False)
-        now = time.monotonic()
-        body = b"".join(chunks)
-        if scope["path"].startswith("/api/customers"):
-            with contextlib.suppress(ValueError, KeyError):
-                self.at.setdefault(json.loads(body)["NAME1"], now)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
 
 
 @contextlib.asynccontextmanager
@@ -137,35 +108,158 @@ async def hub_run(n: int, rate: float | None, tag: str, kind: str = "sqlite") ->
             return await _hub_run(broker.bootstrap, n, rate, f"{tag}-{kind}", tmp, database_url)
 
 
+@contextlib.asynccontextmanager
+async def erp_process(tmp: str) -> Any:
+    """The ERP simulator in a child process (bench/erp_arrivals.py): the figure is the hub's."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.erp_arrivals", str(port), str(Path(tmp) / "erp.sqlite")
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/_bench/count")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            yield url, client
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+class Probe:
+    """Every second, each flow's counters (hub.runners[*].metrics) and the deliverer's: when
+    each stage had seen all it would see, and how long it spent applying batches."""
+
+    def __init__(self, hub: Hub, t0: float) -> None:
+        self.hub, self.t0 = hub, t0
+        self.last_change: dict[str, float] = {}
+        self.seen: dict[str, int] = {}
+
+    def sample(self) -> None:
+        now = time.monotonic() - self.t0
+        for r in self.hub.runners:
+            if self.seen.get(r.name) != r.metrics.consumed:
+                self.seen[r.name] = r.metrics.consumed
+                self.last_change[r.name] = now
+        if self.hub.delivery is not None:
+            for system, d in self.hub.delivery.deliverers.items():
+                name = f"deliverer.{system}"
+                if self.seen.get(name) != d.counters.delivered:
+                    self.seen[name] = d.counters.delivered
+                    self.last_change[name] = now
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await asyncio.sleep(0.25)
+
+    def report(self) -> str:
+        lines = []
+        for r in self.hub.runners:
+            m = r.metrics
+            if not m.consumed:
+                continue
+            lines.append(
+                f"    {r.name:<16} consumed {m.consumed:>6} in {m.batches:>4} batches "
+                f"(mean {m.consumed / max(m.batches, 1):5.1f}), busy {m.busy_s:6.1f} s "
+                f"({1000 * m.busy_s / m.consumed:5.2f} ms/msg), last at "
+                f"{self.last_change.get(r.name, 0):6.1f} s"
+            )
+        if self.hub.delivery is not None:
+            for system, d in self.hub.delivery.deliverers.items():
+                c = d.counters
+                lines.append(
+                    f"    deliverer.{system:<6} delivered {c.delivered:>6}, attempts "
+                    f"{c.attempts}, last at {self.last_change.get(f'deliverer.{system}', 0):6.1f} s"
+                )
+        if self.hub.relay is not None:
+            lines.append(f"    outbox relay     published {self.hub.relay.published}")
+        return "\n".join(lines)
+
+
+async def target_ceiling(n: int, concurrency: int) -> float:
+    """Calls/s the ERP simulator takes alone: customer creates straight from a Sink, as many
+    in flight as the deliverer keeps (EAI_DELIVERY_CONCURRENCY). No deliverer can beat it."""
+    import uuid
+
+    from connectors.common.sink import Sink
+    from connectors.registry import CONNECTORS
+    from tests.helpers import customer_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with erp_process(tmp) as (url, _client):
+            sink = Sink(CONNECTORS["erp"], url, timeout=30)
+            bodies = [customer_env(i).body for i in range(n)]
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(body: Any) -> None:
+                async with slots:
+                    result = await sink.deliver("customer", body, str(uuid.uuid4()))
+                    assert result.ok, result
+
+            t0 = time.monotonic()
+            await asyncio.gather(*(one(b) for b in bodies))
+            elapsed = time.monotonic() - t0
+            await sink.aclose()
+    return n / elapsed
+
+
+async def assigned(hub: Hub, timeout_s: float = 60) -> None:
+    """Until every flow's consumer has its partitions: the group joins of a fresh hub take
+    seconds, a start-up cost that is not throughput (it was 5 of 12 s at N = 1,000)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(r.consumer.assignment() for r in hub.runners):
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the flows' consumers got no partitions within a minute")
+
+
 async def _hub_run(
     bootstrap: str, n: int, rate: float | None, tag: str, tmp: str, database_url: str
-) -> dict[str, float]:
-    erp = Arrivals(create_app(Path(tmp) / "erp.sqlite"))
-    erp_port, hub_port = free_port(), free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(erp, host="127.0.0.1", port=erp_port, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
+) -> dict[str, Any]:
+    async with erp_process(tmp) as (erp_url, erp_client):
+        return await _hub_run_with(bootstrap, n, rate, tag, database_url, erp_url, erp_client)
+
+
+async def _hub_run_with(
+    bootstrap: str,
+    n: int,
+    rate: float | None,
+    tag: str,
+    database_url: str,
+    erp_url: str,
+    erp_client: httpx.AsyncClient,
+) -> dict[str, Any]:
+    hub_port = free_port()
     settings = Settings(
         kafka_bootstrap=bootstrap,
         database_url=database_url,
         group_prefix=f"bench-{tag}",
-        delivery_targets=f"erp=http://127.0.0.1:{erp_port}",
+        delivery_targets=f"erp={erp_url}",
         admin_token=TEST_TOKEN,
         port=hub_port,
         poll_timeout_ms=20,
     )
     hub = Hub(settings, run_urge_scheduler=False)
     await hub.start()
+    await assigned(hub)
     cards = [card(i, tag) for i in range(n)]
     posted: dict[str, float] = {}
     url = f"http://127.0.0.1:{hub_port}/connectors/crm/customer"
     step = BATCH if rate is None else max(1, int(rate / 50))  # 50 calls/s when paced
+    probe: Probe | None = None
+    probing: asyncio.Task[None] | None = None
     try:
         async with httpx.AsyncClient(
             timeout=120, headers={"Authorization": f"Bearer {TEST_TOKEN}"}
         ) as client:
             t0 = time.monotonic()
+            probe = Probe(hub, t0)
+            probing = asyncio.create_task(probe.run())
             calls = []
             for k, i in enumerate(range(0, n, step)):
                 chunk = cards[i : i + step]
@@ -180,21 +274,29 @@ async def _hub_run(
                     await calls.pop(0)
             for call in calls:
                 await call
-            deadline = time.monotonic() + 600
-            while len(erp.at) < n and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            elapsed = max(erp.at.values()) - t0
+            ingested = time.monotonic() - t0
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                got = (await erp_client.get(f"{erp_url}/_bench/count")).json()["count"]
+                if got >= n:
+                    break
+                await asyncio.sleep(0.1)
+            arrived: dict[str, float] = (await erp_client.get(f"{erp_url}/_bench/arrivals")).json()
+            elapsed = max(arrived.values()) - t0
+            probe.sample()
     finally:
+        if probing is not None:
+            probing.cancel()
         await hub.stop()
-        server.should_exit = True
-        await serving
-    latencies = sorted((erp.at[k] - posted[k]) * 1000 for k in posted if k in erp.at)
+    latencies = sorted((arrived[k] - posted[k]) * 1000 for k in posted if k in arrived)
     return {
-        "delivered": float(len(erp.at)),
+        "delivered": float(len(arrived)),
         "elapsed": elapsed,
-        "rate": len(erp.at) / elapsed,
+        "ingested": ingested,
+        "rate": len(arrived) / elapsed,
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "stages": probe.report() if probe is not None else "",
     }
 
 
@@ -210,20 +312,31 @@ async def run() -> None:
         raw = N / await raw_baseline(b.bootstrap, topics.canonical(Entity.customer), N)
         print(f"customers: {N}")
         print(f"raw aiokafka consume-transform-produce: {raw:,.0f} msg/s (baseline)")
+        concurrency = Settings().delivery_concurrency
+        ceiling = await target_ceiling(min(N, 2_000), concurrency)
+        print(
+            f"ERP simulator alone (own process, {concurrency} calls in flight): "
+            f"{ceiling:,.0f} calls/s: the most any deliverer can reach in this run"
+        )
         for kind in STORES:
             full = await hub_run(N, None, "max", kind)
             print(
                 f"[{kind}] webhook -> ERP simulator, sustained: {full['rate']:,.0f} msg/s "
                 f"({full['delivered']:.0f} delivered in {full['elapsed']:.1f} s), "
-                f"ratio to baseline {full['rate'] / raw:.3f} (aim >= 0.25)"
+                f"ratio to baseline {full['rate'] / raw:.3f} (aim >= 0.25); webhook took "
+                f"{full['ingested']:.1f} s"
             )
-            n_paced = min(N, int(RATE * 10))
+            print(full["stages"])
+            n_paced = min(N, int(RATE * 10)) if PACED is None else PACED
+            if not n_paced:
+                continue
             paced = await hub_run(n_paced, RATE, "paced", kind)
             print(
                 f"[{kind}] at {RATE:.0f} msg/s offered ({n_paced} cards): delivered "
                 f"{paced['rate']:,.0f} msg/s, latency ingest -> ERP p50 {paced['p50']:.0f} ms, "
                 f"p99 {paced['p99']:.0f} ms (aim p99 < 200 ms)"
             )
+            print(paced["stages"])
 
 
 def main() -> None:

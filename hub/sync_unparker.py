@@ -27,6 +27,7 @@ from flows.sync.config import SyncConfig
 from flows.sync.routing import Router
 from hub.core.outbox import add_rows
 from hub.core.processor import FlowContext
+from hub.store import db
 from hub.store.delivery_models import Xref
 from hub.store.sync_models import Parked
 
@@ -60,6 +61,7 @@ class Unparker:
         self._seen: tuple[Any, ...] | None = None
         self._full_at = 0.0
         self._stop = asyncio.Event()
+        self._readers = db.read_sessionmaker(sessions)
 
     def stop(self) -> None:
         self._stop.set()
@@ -74,7 +76,8 @@ class Unparker:
                 await asyncio.wait_for(self._stop.wait(), self.interval_s)
 
     async def pass_once(self, force: bool = False) -> int:
-        async with self.sessions() as s:
+        # read-only: on SQLite this look every second takes no write lock
+        async with self._readers() as s:
             parked = await s.scalar(select(func.count()).select_from(Parked))
             mark = tuple(
                 await s.execute(select(func.max(Xref.updated_at), func.count()).select_from(Xref))

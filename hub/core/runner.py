@@ -32,6 +32,7 @@ class FlowMetrics:
     dead_lettered: int = 0
     retries: int = 0
     batches: int = 0
+    busy_s: float = 0.0  # time spent applying batches (store transaction included)
     last_error: str | None = None
     last_error_at: float | None = None
     last_batch_at: float | None = None
@@ -43,6 +44,7 @@ class FlowMetrics:
         self.duplicates += s.duplicates
         self.dead_lettered += s.dead_lettered
         self.batches += 1
+        self.busy_s += s.seconds
         self.last_batch_at = time.time()
         if s.last_error:
             self.last_error, self.last_error_at = s.last_error, time.time()

@@ -19,6 +19,7 @@ from hub.core.processor import FlowSpec
 from hub.delivery import flow, queue
 from hub.delivery.config import DeliveryConfig
 from hub.delivery.deliverer import Deliverer, set_gauges
+from hub.store import db
 
 
 class DeliveryService:
@@ -120,7 +121,7 @@ async def delivery_status(
     ``suppressed`` (echoes) and ``oldest_pending_age_s`` are durable, from the store, for all
     workers; ``failed`` (failed attempts) and ``process`` are this process's counters.
     """
-    async with sessions() as s, s.begin():
+    async with db.read_sessionmaker(sessions)() as s, s.begin():
         found = await queue.counts(s, systems)
     now = datetime.now(UTC)
     out = []

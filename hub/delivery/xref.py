@@ -118,6 +118,14 @@ async def link_if_absent(
     return str(current) if current is not None else local_id
 
 
+async def insert_absent_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """``link_if_absent`` for many rows in one statement (the caller reads back what each key
+    has now): keys already linked in that system keep their local id."""
+    if rows:
+        stmt = _upsert(session).on_conflict_do_nothing(index_elements=["entity", "key", "system"])
+        await session.execute(stmt, rows)
+
+
 async def holders(
     session: AsyncSession, ids: Iterable[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], str]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +22,13 @@ from sqlalchemy.ext.asyncio import (
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Execution option of read-only engines/sessions (``read_only``): on SQLite their transactions
+# start with a deferred BEGIN, take no write lock and do not queue behind writers.
+READ_ONLY = "eai_read_only"
+# Seconds a writer waits for the process's write gate, as long as SQLite's busy_timeout: past
+# it, the same "database is locked" error as a busy timeout.
+GATE_TIMEOUT_S = 30.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -48,12 +58,75 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, **kw)
 
 
+class _WriteGate:
+    """One FIFO gate per engine and event loop in front of BEGIN IMMEDIATE (decision 19b).
+
+    SQLite has one write lock per database file. Tasks of one process that want it at the
+    same time used to meet in SQLite's busy handler, which sleeps and polls (up to 100 ms a
+    turn): a dozen polling tasks starved each other and a writer could wait seconds while
+    the lock was free. The gate makes the writers of a process wait in an asyncio queue
+    instead and hands the lock on at once; between processes the busy handler still rules.
+
+    The gate is taken in the ``begin`` event and given back when the transaction ends at the
+    driver (the dialect's commit and rollback, which the pool's reset on check-in also goes
+    through) or when the connection is checked in, closed, detached or invalidated, so a
+    transaction that ends without a commit or rollback *event* cannot keep it (the deadlock
+    of the first attempt).
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        # raw driver connection -> the lock it holds
+        self._held: dict[int, asyncio.Lock] = {}
+
+    def acquire(self, key: int) -> None:
+        from sqlalchemy.util import await_only
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not under an event loop (a sync engine): no gate
+            return
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        try:
+            await_only(_acquire(lock))
+        except TimeoutError:
+            # what a busy timeout raises, so callers treat both alike (the webhook's 503)
+            raise sa_exc.OperationalError(
+                "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked (write gate)")
+            ) from None
+        self._held[key] = lock
+
+    def release(self, key: int) -> None:
+        lock = self._held.pop(key, None)
+        if lock is not None and lock.locked():
+            lock.release()
+
+
+async def _acquire(lock: asyncio.Lock) -> None:
+    # free and nobody waiting: returns at once, without a task or a loop turn
+    async with asyncio.timeout(GATE_TIMEOUT_S):
+        await lock.acquire()
+
+
+def _raw(conn: Any) -> int:
+    """The identity of the driver connection under a pool proxy, a record or itself."""
+    return id(getattr(conn, "dbapi_connection", None) or conn)
+
+
 def _sqlite_transactions(engine: AsyncEngine) -> None:
     """Let SQLAlchemy own transactions: BEGIN IMMEDIATE, WAL, savepoints that work.
 
     pysqlite's implicit transaction handling breaks SAVEPOINT; IMMEDIATE takes the write
     lock up front so that two worker processes queue instead of failing on lock upgrade.
+    Writers of one process queue in a FIFO gate before that (``_WriteGate``); read-only
+    connections (``READ_ONLY``) begin deferred: they read a WAL snapshot and never wait.
     """
+    sync = engine.sync_engine
+    gate = _WriteGate()
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -65,19 +138,88 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
+        key = _raw(conn.connection)
+        gate.acquire(key)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.release(key)
+            raise
+
+    @event.listens_for(sync, "before_cursor_execute")
+    def _read_only(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        # A deferred transaction that writes can fail on lock upgrade: refuse it up front.
+        if conn.get_execution_options().get(READ_ONLY):
+            verb = statement.lstrip()[:6].upper()
+            if not verb.startswith(("SELECT", "WITH", "PRAGMA", "BEGIN")):
+                raise sqlite3.OperationalError(f"read-only session may not write: {statement[:60]}")
+
+    dialect = sync.dialect
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def commit(dbapi_conn: Any) -> None:
+        try:
+            do_commit(dbapi_conn)
+        finally:
+            gate.release(_raw(dbapi_conn))
+
+    def rollback(dbapi_conn: Any) -> None:
+        try:
+            do_rollback(dbapi_conn)
+        finally:
+            gate.release(_raw(dbapi_conn))
+
+    dialect.do_commit = commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(sync, "close")
+    def _close(dbapi_conn: Any, _record: Any) -> None:
+        gate.release(_raw(dbapi_conn))
+
+    @event.listens_for(sync, "close_detached")
+    def _close_detached(dbapi_conn: Any) -> None:
+        # a connection given up mid-transaction (a task cancelled while checking it in)
+        gate.release(_raw(dbapi_conn))
+
+    @event.listens_for(sync, "invalidate")
+    def _invalidate(dbapi_conn: Any, _record: Any, _exc: Any) -> None:
+        gate.release(_raw(dbapi_conn))
+
+    @event.listens_for(sync, "checkin")
+    def _checkin(dbapi_conn: Any, _record: Any) -> None:
+        gate.release(_raw(dbapi_conn))
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (same pool) for reads only: on SQLite its transactions begin deferred,
+    take no write lock and never queue behind writers; a write through it is refused."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def read_sessionmaker(
+    sessions: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """Read-only sessions on the engine of ``sessions`` (pollers that only look); ``sessions``
+    itself when it is not bound to an engine."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        return sessions
+    return async_sessionmaker(read_only(bind), expire_on_commit=False)
+
+
 async def check_reachable(engine: AsyncEngine, timeout_s: float) -> None:
     try:
         async with asyncio.timeout(timeout_s):
-            async with engine.connect() as conn:
+            async with read_only(engine).connect() as conn:
                 await conn.execute(text("SELECT 1"))
     except Exception as exc:
         url = engine.url.render_as_string(hide_password=True)

@@ -118,7 +118,9 @@ async def test_the_sync_flow_keeps_a_copy_the_deliverer_linked_while_its_batch_r
         # (on PostgreSQL another transaction; SQLite has one writer, so the same one here)
         row = {"entity": CUSTOMER, "key": gid, "system": "crm", "local_id": "KH-HUB"}
         await xref.upsert_many(s, [{**row, "updated_at": NOW}])
-        await flow._one(ctx, batch, env, CUSTOMER, gid, config.master["customer"], NOW)
+        flow._one(ctx, batch, env, CUSTOMER, gid, config.master["customer"], NOW)
+        # the batch's cross-references are written at its end (decision 19b)
+        await flow._write(ctx, batch, [(CUSTOMER, gid, env)])
         dup = xref.duplicate_key(gid, "crm", "KH-CLERK")
         assert await xref.local_id(s, CUSTOMER, gid, "crm") == "KH-HUB"
         assert await xref.key_for(s, CUSTOMER, "crm", "KH-CLERK") == dup
