@@ -70,8 +70,13 @@ async def create_topics(broker: str) -> None:
 
 
 async def produce_stream(broker: str, stream: Stream) -> None:
+    await produce_sends(broker, stream.sends)
+
+
+async def produce_sends(broker: str, sends: list[tuple[str, Envelope]]) -> None:
+    """Produce in order (a key's messages keep their order: one key, one partition)."""
     by_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
-    for topic, env in stream.sends:
+    for topic, env in sends:
         by_topic.setdefault(topic, []).append((env.key.encode(), env.to_bytes()))
     for topic, items in by_topic.items():
         await produce(broker, topic, items)

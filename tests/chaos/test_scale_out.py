@@ -25,6 +25,7 @@ pytestmark = pytest.mark.chaos
 
 N = 20_000
 WORKERS = 3
+PARTS = 4
 
 
 @pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
@@ -40,10 +41,14 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
     t0 = time.monotonic()
     try:
         await asyncio.sleep(3.0)  # let the group form before the stream starts
-        await so.produce_stream(broker, stream)
+        # The stream arrives in PARTS parts, one more after each of the first kills: on a
+        # loaded machine a recovery can take half a minute, and 20,000 messages produced at
+        # once were consumed after two kills.
+        step = -(-len(stream.sends) // PARTS)
+        parts = [stream.sends[i : i + step] for i in range(0, len(stream.sends), step)]
+        await so.produce_sends(broker, parts.pop(0))
         async with so.OffsetWatch(broker) as watch:
             await watch.load_ends()
-            assert sum(watch.ends.values()) == N
 
             async def started() -> bool:
                 return any((await watch.committed()).values())
@@ -52,7 +57,11 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
             while True:
                 await asyncio.sleep(rng.uniform(1.0, 3.0))
                 if not await watch.lagging():
-                    break
+                    if not parts:
+                        break
+                    await so.produce_sends(broker, parts.pop(0))
+                    await watch.load_ends()
+                    continue
                 name = rng.choice(sorted(workers))
                 victim = workers[name]
                 assert victim.poll() is None, f"worker {name} died on its own"
@@ -62,9 +71,13 @@ async def test_three_workers_one_killed_every_few_seconds(broker: str, store_url
                 # partitions it held stay put until the group hands them to the others.
                 stalled = await watch.lagging()
                 workers[name] = so.start_worker(broker, store_url, name)
+                if parts:
+                    await so.produce_sends(broker, parts.pop(0))
+                    await watch.load_ends()
                 if stalled:
                     recoveries.append(await watch.time_to_progress(stalled, timeout=180))
             consumed_s = time.monotonic() - t0
+            assert sum(watch.ends.values()) == N
         await wait_until(lambda: so.settled(sessions, stream), timeout=180, what="settled")
         total_s = time.monotonic() - t0
         result = await so.audit(sessions, stream)
