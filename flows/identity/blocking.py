@@ -29,7 +29,6 @@ FAMILIES: dict[str, str] = {
     "tk": "name",
     "py": "name",
     "pf": "name",
-    "sx": "name",
     "dob": "dob",
     "sxy": "dob",
     "st": "street",
@@ -65,15 +64,7 @@ def _name_keys(profile: Profile, out: set[str]) -> None:
                 # homophone typos (the usual IME error) keep the initials
                 out.update(f"py:{initials}|{city}" for city in cities)
         else:
-            words = name.split()
-            out.update("tk:" + t for t in words if len(t) >= 3 and t not in _STOP_TOKENS)
-            if len(words) >= 2:
-                # a typo in each word of a name leaves both sounds: "carlok thompsn" still
-                # meets "carlos thompson"; sorted, because word order varies for persons
-                codes = [soundex(w) for w in words]
-                if profile.kind != "organization":
-                    codes.sort()
-                out.add("sx:" + "|".join(codes))
+            out.update("tk:" + t for t in name.split() if len(t) >= 3 and t not in _STOP_TOKENS)
         if profile.kind != "organization" and (has_cjk(name) or " " in name):
             # person names across scripts and word orders: 张伟 / Zhang Wei / Wei Zhang
             syllables = pinyin(name).split()

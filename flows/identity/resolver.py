@@ -27,7 +27,10 @@ Action = Literal["merge", "review", "new"]
 # Disagreement on these fields stops an automatic merge (review at most): a different name under
 # a shared phone and address is a relative or a neighbour more often than a typo, and a
 # different specification (M3x8 / M3x10) or grade (304 / 316 stainless) is a different part.
-VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec", "grade")}
+# Issue 4 (decision 25g): birth dates that are not one typo apart ("else": neither equal, nor
+# day/month swapped, nor one digit off) are a father and son or a namesake more often than an
+# entry error: review, not merge.
+VETO_FIELDS = {"customer": ("org_name", "person_name", "dob"), "material": ("spec", "grade")}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
 
