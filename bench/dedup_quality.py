@@ -12,7 +12,7 @@ unlabelled, as `dedup batch` does. Reference in the same run: every record its o
 (precision 1 by definition, recall 0) and one cluster per exact normalized key (name + spec
 for materials, name + phone for customers), the rule people write first.
 
-    python -m bench.dedup_quality [--cn 20000] [--latin 10000] [--material 10000] [--seed 7]
+    python -m bench.dedup_quality [--cn 20000] [--latin 10000] [--material 3000] [--seed 7]
         [--latin-seed2 11] [--variant 10000]
 """
 
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--cn", type=int, default=20_000)
     parser.add_argument("--latin", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--material", type=int, default=10_000)
+    parser.add_argument("--material", type=int, default=3_000)
     parser.add_argument("--latin-seed2", type=int, default=11)
     parser.add_argument("--variant", type=int, default=10_000)
     args = parser.parse_args()
