@@ -250,26 +250,15 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
-    if (
-        "person_name" in vetoed
-        and config.dob_lifts_name_veto
-        and result.level_of(model, "dob") == "exact"
-        and _shared_family_name(profile, cluster)
-    ):
+    lifted = _name_veto_lift(model, result, profile, cluster)
+    if "person_name" in vetoed and config.dob_lifts_name_veto and lifted:
         # A relative who shares the family name, the address and the phone does not share the
-        # birth date too (twins apart): the given name is a typo or a nickname (Jmmy, Sasha
-        # for Oleksandr). The weight of the evidence still has to reach the upper threshold.
+        # birth date too (twins apart), nor a passport or id number (issue 4, decision 25g):
+        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos). The weight
+        # of the evidence still has to reach the upper threshold.
         vetoed.remove("person_name")
         if explain:
-            evidence = (
-                *evidence,
-                FieldEvidence(
-                    "rule",
-                    "name veto lifted",
-                    0.0,
-                    "given names differ; family name and birth date agree",
-                ),
-            )
+            evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -302,6 +291,15 @@ def decide(
     return Decision(
         action, own_id, result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def _name_veto_lift(model: Model, result: Score, profile: Profile, cluster: Profile) -> str:
+    """Why a person-name disagreement need not stop a merge, or "" when it must."""
+    if result.level_of(model, "dob") == "exact" and _shared_family_name(profile, cluster):
+        return "given names differ; family name and birth date agree"
+    if result.level_of(model, "weak_id") == "exact":
+        return "names differ; an identity number without check digit agrees"
+    return ""
 
 
 def _shared_family_name(a: Profile, b: Profile) -> bool:

@@ -179,3 +179,24 @@ def test_father_and_son_at_one_address_go_to_review_not_merge() -> None:
     assert same.action == "merge" and same.golden_id == first.golden_id
     assert son.action == "review"
     assert son.golden_id != first.golden_id
+
+
+def test_a_shared_passport_number_lifts_the_name_veto() -> None:
+    def rec(name: str, passport: str | None, sid: str) -> tuple[str, str, dict[str, object]]:
+        record: dict[str, object] = {
+            "kind": "person",
+            "name": name,
+            "phones": ["+48 22 759 9909"],
+            "addresses": [{"street": "151 Main Street", "city": "Warszawa"}],
+        }
+        if passport:
+            record["identifiers"] = [{"scheme": "passport", "value": passport}]
+        return "crm", sid, record
+
+    resolver = Resolver(Model.default("customer"))
+    first = resolver.resolve(*rec("Jonathan Satnos", "M49773655", "1"))
+    same = resolver.resolve(*rec("Jon Santos", "M49773655", "2"))
+    other = resolver.resolve(*rec("Maria Nowak", None, "3"))
+    assert same.action == "merge" and same.golden_id == first.golden_id
+    assert any(e.level == "name veto lifted" for e in same.evidence)
+    assert other.action == "review"  # same phone and street, another name: still vetoed
