@@ -204,7 +204,13 @@ def generate(n: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, An
     parts: list[Part] = []
     used: set[tuple[int, Spec, str]] = set()
     rows: list[tuple[Part, int]] = []
+    catalogue = sum(len(f.specs) * len(f.grades) for f in FAMILIES)
     while len(rows) < n:
+        if len(used) >= catalogue:
+            # every (family, size, grade) is drawn once: without this the loop never ends
+            # (between 4,000 and 5,000 records use up the 2,167 parts; the 10,000-part run that
+            # "did not finish" in decision 25 was this loop, not the matcher)
+            raise ValueError(f"the catalogue has {catalogue} parts: too few for {n} records")
         fi = rng.randrange(len(FAMILIES))
         f = FAMILIES[fi]
         # siblings: most parts share a family and a grade with many others, a size with some

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flows.identity.latin import soundex
 from flows.identity.normalize import has_cjk, pinyin, pinyin_initials
 from flows.identity.profile import MATERIAL, Profile, build_profile
 
@@ -29,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "py": "name",
     "pf": "name",
     "dob": "dob",
+    "sxy": "dob",
     "st": "street",
     "code": "code",
     "spec": "spec",
@@ -51,6 +53,8 @@ def _name_keys(profile: Profile, out: set[str]) -> None:
         if not name:
             continue
         out.add("nm:" + name)
+        if name.startswith("§"):
+            continue  # a part's concept name: its words are far too common to block on
         if has_cjk(name):
             # one mistyped character leaves most bigrams intact
             if len(name) >= 3:
@@ -96,6 +100,10 @@ def blocking_keys(profile: Profile) -> set[str]:
             # initials of every word: the family name may come first or last
             initials = {w[0] for w in name.split()} if not has_cjk(name) else {name[0]}
             out.update(f"dob:{dob}|{i}" for i in initials)
+            if not has_cjk(name):
+                # the birth date itself mistyped (one digit, day/month swapped): the year and
+                # the sound of either name word still agree (Splink's surname + year rule)
+                out.update(f"sxy:{soundex(w)}|{dob[:4]}" for w in name.split() if len(w) >= 2)
     city = profile.cities[0] if profile.cities else ""
     for street in profile.streets:
         if city or len(street) >= 8:

@@ -28,6 +28,7 @@ from flows.identity.normalize import (
     normalize_uom,
     resident_id_birth_date,
 )
+from flows.identity.parts import part_concepts
 
 CUSTOMER, MATERIAL = "customer", "material"
 ENTITIES = (CUSTOMER, MATERIAL)
@@ -315,14 +316,17 @@ def material_profile(record: Mapping[str, Any]) -> Profile:
     issues: list[str] = []
     if "identifiers" in record:
         strong, weak, issues = _identifiers(record)
+    # issue 4: the description as engineering concepts (螺钉 = 螺丝 = screw) next to its text,
+    # and its material/finish among the grades (see flows/identity/parts.py)
+    concepts = part_concepts(text("name"))
     return Profile(
         entity=MATERIAL,
-        names=_uniq([name]),
+        names=_uniq([name, concepts.name]),
         codes=_uniq([code]),
         specs=_uniq([spec]),
         uoms=_uniq([uom]),
         categories=_uniq([category]),
-        grades=name_grades(text("name")),
+        grades=_uniq([*name_grades(text("name")), concepts.materials]),
         weak_ids=_uniq_pairs(weak),
         strong_ids=_uniq_pairs(strong),
         issues=tuple(issues),

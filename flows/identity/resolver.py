@@ -28,7 +28,10 @@ Action = Literal["merge", "review", "new"]
 # Disagreement on these fields stops an automatic merge (review at most): a different name under
 # a shared phone and address is a relative or a neighbour more often than a typo, and a
 # different specification (M3x8 / M3x10) or grade (304 / 316 stainless) is a different part.
-VETO_FIELDS = {"customer": ("org_name", "person_name"), "material": ("spec", "grade")}
+# Issue 4 (decision 25g): birth dates that are not one typo apart ("else": neither equal, nor
+# day/month swapped, nor one digit off) are a father and son or a namesake more often than an
+# entry error: review, not merge.
+VETO_FIELDS = {"customer": ("org_name", "person_name", "dob"), "material": ("spec", "grade")}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
 
@@ -257,26 +260,15 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
-    if (
-        "person_name" in vetoed
-        and config.dob_lifts_name_veto
-        and result.level_of(model, "dob") == "exact"
-        and _shared_family_name(profile, cluster)
-    ):
+    lifted = _name_veto_lift(model, result, profile, cluster)
+    if "person_name" in vetoed and config.dob_lifts_name_veto and lifted:
         # A relative who shares the family name, the address and the phone does not share the
-        # birth date too (twins apart): the given name is a typo or a nickname (Jmmy, Sasha
-        # for Oleksandr). The weight of the evidence still has to reach the upper threshold.
+        # birth date too (twins apart), nor a passport or id number (issue 4, decision 25g):
+        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos). The weight
+        # of the evidence still has to reach the upper threshold.
         vetoed.remove("person_name")
         if explain:
-            evidence = (
-                *evidence,
-                FieldEvidence(
-                    "rule",
-                    "name veto lifted",
-                    0.0,
-                    "given names differ; family name and birth date agree",
-                ),
-            )
+            evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -309,6 +301,15 @@ def decide(
     return Decision(
         action, own_id(), result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def _name_veto_lift(model: Model, result: Score, profile: Profile, cluster: Profile) -> str:
+    """Why a person-name disagreement need not stop a merge, or "" when it must."""
+    if result.level_of(model, "dob") == "exact" and _shared_family_name(profile, cluster):
+        return "given names differ; family name and birth date agree"
+    if result.level_of(model, "weak_id") == "exact":
+        return "names differ; an identity number without check digit agrees"
+    return ""
 
 
 def _shared_family_name(a: Profile, b: Profile) -> bool:
