@@ -132,7 +132,18 @@ class OutboxRelay:
         return len(rows)
 
     async def drain(self, timeout_s: float = 10.0) -> None:
-        """Publish everything pending (used on shutdown and in tests)."""
+        """Return once no outbox row is unsent: publish what is free to claim, and wait for
+        rows another relay holds leased (this hub's own relay loop claims concurrently; a
+        row it is publishing was not on the broker yet when ``publish_once`` found nothing
+        to claim, and a reader then missed it)."""
         async with asyncio.timeout(timeout_s):
-            while await self.publish_once():
-                pass
+            while True:
+                if await self.publish_once():
+                    continue
+                async with self.sessions() as s:
+                    unsent = await s.scalar(
+                        select(OutboxRow.id).where(OutboxRow.sent_at.is_(None)).limit(1)
+                    )
+                if unsent is None:
+                    return
+                await asyncio.sleep(0.05)
