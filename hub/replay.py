@@ -334,9 +334,12 @@ class FlowDryRun:
         force: bool,
         *,
         pipeline: bool = False,
+        max_message_bytes: int | None = None,
     ):
         self.sessions, self.spec, self.force = sessions, spec, force
         self.pipeline = pipeline
+        # the flow dead-letters a message above EAI_MAX_MESSAGE_BYTES before decoding it
+        self.max_message_bytes = max_message_bytes
         self.records = spec.name == "records"
         # The contract's decoder needs only the value to decode a message again.
         self._value_only = spec.decode is decode_envelope
@@ -402,7 +405,11 @@ class FlowDryRun:
         decoded: list[_Msg] = []
         decode, check_body, records = self.spec.decode, self.spec.validate_body, self.records
         value_only = self._value_only
+        limit = self.max_message_bytes
         for rec in recs:
+            if limit is not None and len(rec.value or b"") + len(rec.key or b"") > limit:
+                self.invalid += 1
+                continue
             try:
                 env = decode(rec)
                 body = validate_body(env) if check_body else None
@@ -616,7 +623,13 @@ class JobRun:
             raise RuntimeError(f"no flow named {job.target_flow!r} in this hub")
         if job.dry_run:
             sqlite = self.hub.engine is not None and is_sqlite(self.hub.engine)
-            return FlowDryRun(self.sessions, spec, job.force, pipeline=not sqlite)
+            return FlowDryRun(
+                self.sessions,
+                spec,
+                job.force,
+                pipeline=not sqlite,
+                max_message_bytes=self.hub.settings.max_message_bytes,
+            )
         return FlowTarget(self, spec, job.force)
 
     # -- control --

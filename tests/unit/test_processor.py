@@ -232,3 +232,20 @@ async def test_a_replay_dry_run_reports_what_the_records_flow_then_does(sessions
         real = dict(outcomes.all())
     # The flow skips the repeated message (its ledger), so 11 outcomes for 12 messages.
     assert real == {"applied": 3, "unchanged": 4, "stale": 4}, real
+
+
+async def test_a_replay_dry_run_counts_an_oversize_message_invalid_as_the_flow_dead_letters_it(
+    sessions: Any,
+) -> None:
+    from flows.records.flow import spec
+    from hub.replay import FlowDryRun
+
+    # a valid customer, only larger: 60 more characters of name, 180 more bytes
+    small, big = customer_env(1), customer_env(2, name="苏州恒达" + "大" * 60)
+    limit = len(rec(small, 0).value or b"") + 100
+    stats = await BatchProcessor(spec(), sessions, max_message_bytes=limit).process([rec(big, 0)])
+    assert stats.dead_lettered == 1  # what the flow does with it
+    dry = FlowDryRun(sessions, spec(), force=False, max_message_bytes=limit)
+    await dry.deliver([rec(small, 1), rec(big, 2)])
+    assert dry.invalid == 1
+    assert dry.per_entity["customer"]["would_create"] == 1
