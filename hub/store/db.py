@@ -31,6 +31,15 @@ READ_ONLY = "eai_read_only"
 GATE_TIMEOUT_S = 30.0
 
 
+# asyncpg prepares every statement, and PostgreSQL switches a prepared statement to a generic
+# plan after five runs. For the hub's batch lookups (`message_id IN (500 ids)` on the ledger,
+# key lists on cross-references and identity keys) that plan was made while the table was
+# small or not analyzed yet and stays: a 500-id ledger lookup went from 2-5 ms to a median of
+# 300 ms (max 540 ms) as the ledger grew to 60,000 rows; planned each time it stays at ~5 ms
+# (decision 31, bench/ledger_plans.py).
+PG_SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 class StoreUnavailable(RuntimeError):
     pass
 
@@ -55,6 +64,8 @@ def create_engine(url: str) -> AsyncEngine:
         _sqlite_transactions(engine)
         return engine
     kw: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
+        kw["connect_args"] = {"server_settings": dict(PG_SERVER_SETTINGS)}
     return create_async_engine(url, **kw)
 
 
