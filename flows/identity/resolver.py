@@ -269,6 +269,14 @@ def decide(
         vetoed.remove("person_name")
         if explain:
             evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
+    if result.rule != MATCH and result.probability >= config.upper:
+        conflict = registry_id_conflict(profile, cluster)
+        if conflict:
+            # issue 4 (decision 25h): two passport or national id numbers are two people, even
+            # when everything else agrees (a father and son of one name at one address). The
+            # cluster's numbers count, not only the best member's, so a record cannot join a
+            # golden record that already holds another number of its scheme.
+            vetoed.append(f"{conflict} numbers")
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -301,6 +309,31 @@ def decide(
     return Decision(
         action, own_id(), result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def registry_id_conflict(a: Profile, b: Profile) -> str:
+    """A registry scheme (passport, national_id, tax_id) both sides hold with no value shared.
+
+    Registry schemes are the ones without a system prefix: the canonical `Identifier` names
+    system-local numbers `<system>.<name>` (crm.customer_no), and one customer may hold several
+    of those (a duplicate inside one system), so they do not conflict. Validated ids (USCC,
+    resident ids) are `strong_ids` and already keep records apart in scoring. Returns the
+    scheme, or "" when nothing conflicts.
+    """
+    if not a.weak_ids or not b.weak_ids:
+        return ""
+    theirs: dict[str, set[str]] = {}
+    for scheme, value in b.weak_ids:
+        if "." not in scheme:
+            theirs.setdefault(scheme, set()).add(value)
+    ours: dict[str, set[str]] = {}
+    for scheme, value in a.weak_ids:
+        if scheme in theirs:
+            ours.setdefault(scheme, set()).add(value)
+    for scheme in sorted(ours):
+        if not ours[scheme] & theirs[scheme]:
+            return scheme
+    return ""
 
 
 def _name_veto_lift(model: Model, result: Score, profile: Profile, cluster: Profile) -> str:

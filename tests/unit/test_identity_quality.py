@@ -200,3 +200,36 @@ def test_a_shared_passport_number_lifts_the_name_veto() -> None:
     assert same.action == "merge" and same.golden_id == first.golden_id
     assert any(e.level == "name veto lifted" for e in same.evidence)
     assert other.action == "review"  # same phone and street, another name: still vetoed
+
+
+def _resident(name: str, ids: dict[str, str], sid: str) -> tuple[str, str, dict[str, object]]:
+    record: dict[str, object] = {
+        "kind": "person",
+        "name": name,
+        "identifiers": [{"scheme": s, "value": v} for s, v in ids.items()],
+        "phones": ["+353 21 293 3010"],
+        "addresses": [{"street": "104 Mill Lane", "city": "Cork"}],
+    }
+    return "crm", sid, record
+
+
+def test_another_national_id_in_the_golden_record_stops_a_merge() -> None:
+    # father and son of one name at one address, no birth dates: only the numbers tell them
+    # apart, and the son's number conflicts with one the golden record got from another member
+    resolver = Resolver(Model.default("customer"))
+    first = resolver.resolve(*_resident("Thijs Bakker", {}, "1"))
+    father = resolver.resolve(*_resident("Thijs Bakker", {"national_id": "245 486 560"}, "2"))
+    son = resolver.resolve(*_resident("Thijs Bakker Jr.", {"national_id": "400592348"}, "3"))
+    again = resolver.resolve(*_resident("T. Bakker", {"national_id": "245486560"}, "4"))
+    assert father.action == "merge" and father.golden_id == first.golden_id
+    assert son.action == "review" and son.golden_id != first.golden_id
+    assert any("national_id numbers disagree" in e.detail for e in son.evidence)
+    assert again.action == "merge" and again.golden_id == first.golden_id
+
+
+def test_system_local_numbers_do_not_conflict() -> None:
+    # one customer entered twice in one CRM has two CRM numbers: a duplicate, not two people
+    resolver = Resolver(Model.default("customer"))
+    first = resolver.resolve(*_resident("Thijs Bakker", {"crm.customer_no": "CR-1"}, "1"))
+    second = resolver.resolve(*_resident("Thijs Bakker", {"crm.customer_no": "CR-2"}, "2"))
+    assert second.action == "merge" and second.golden_id == first.golden_id
