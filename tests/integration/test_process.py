@@ -47,6 +47,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 40) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
+
+
+def assert_none_alive(pids: set[int], why: str = "process left behind after SIGTERM") -> None:
+    time.sleep(0.5)
+    assert [p for p in pids if alive(p)] == [], why
+
+
 def test_run_answers_health_and_leaves_nothing_behind_after_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = hub_env(EAI_PORT=str(port))
@@ -77,11 +87,9 @@ def test_run_answers_health_and_leaves_nothing_behind_after_sigterm(tmp_path: Pa
         assert children, "the embedded broker runs as a child process"
         assert (tmp_path / "var" / "eai-hub.db").exists(), "default SQLite store under ./var"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
+        code = stop(proc, 30)
     assert code == 0
-    time.sleep(0.3)
-    assert [c for c in children if alive(c)] == [], "orphan process left after SIGTERM"
+    assert_none_alive(children, "orphan process left after SIGTERM")
 
 
 def test_embedded_broker_dies_with_a_sigkilled_hub(tmp_path: Path) -> None:
@@ -192,10 +200,8 @@ def test_run_with_workers_starts_them_and_stops_them_all(tmp_path: Path) -> None
             time.sleep(0.3)
         assert len(workers) == 2, "the hub process plus two worker processes"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(40) == 0
-    time.sleep(0.5)
-    assert [k for k in kids if alive(k)] == []
+        assert stop(proc) == 0
+    assert_none_alive(kids)
 
 
 def _wait(what: str, check: object, timeout: float = 60) -> None:
@@ -252,11 +258,9 @@ def test_a_dead_embedded_broker_is_replaced_and_the_hub_goes_on(tmp_path: Path) 
         metrics = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
         assert "eai_hub_restarts_total 1.0" in metrics
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(40)
+        code = stop(proc)
     assert code == 0
-    time.sleep(0.5)
-    assert [k for k in kids if alive(k)] == [], "no broker left behind"
+    assert_none_alive(kids, "no broker left behind")
 
 
 def test_run_starts_a_dead_worker_again(tmp_path: Path) -> None:
@@ -277,8 +281,6 @@ def test_run_starts_a_dead_worker_again(tmp_path: Path) -> None:
         _wait("the worker started again", lambda: workers() not in ([], [first]), timeout=20)
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(40)
+        code = stop(proc)
     assert code == 0
-    time.sleep(0.5)
-    assert [k for k in kids if alive(k)] == []
+    assert_none_alive(kids)
