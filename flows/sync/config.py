@@ -79,6 +79,10 @@ class BomSync(_Strict):
 
 class ErpToDrp(_Strict):
     regions: dict[str, str] = Field(default_factory=dict)
+    # field of the ERP's material record -> accepted values: the DRP sells products, so stock
+    # of anything else (raw materials in metres, packaging) is not sent; the DRP would refuse
+    # each update permanently, one dead letter per stock change that nobody can act on
+    only: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class InventorySync(_Strict):

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 CUSTOMER_NO = "erp.customer_no"
@@ -26,6 +26,14 @@ def plant_of(location: str) -> str:
 def dealer_of(location: str) -> str:
     """The DRP dealer code of a channel-stock location ``<dealer code>/<warehouse>``."""
     return location.partition("/")[0]
+
+
+def drp_sells(material: Mapping[str, Any] | None, only: Mapping[str, Sequence[str]]) -> bool:
+    """Whether the DRP gets stock of ``material`` (the ERP's material record, None when the
+    hub has not seen it)."""
+    if not only or material is None:
+        return True
+    return all(str(material.get(field)) in accepted for field, accepted in only.items())
 
 
 def to_drp(body: Mapping[str, Any], regions: Mapping[str, str]) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""The DRP gets the ERP stock of what it sells only (``inventory.erp_to_drp.only``): stock of
+a raw material counted in metres used to be sent too, and the DRP refused every update of it
+permanently (its units are sets, pieces and cartons), one dead letter per stock change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from connectors.registry import CONNECTORS
+from contracts import topics
+from contracts.envelope import Envelope
+from flows.sync import inventory, inventory_flow
+from flows.sync.config import load_config, parse_config
+from hub.core.inbound import InboundRecord
+from hub.core.processor import FlowContext, Item
+from hub.store.models import SourceRecord
+
+ERP = CONNECTORS["erp"]
+
+
+def material(no: str, mtart: str, meins: str) -> dict[str, Any]:
+    return {"MATNR": no, "MAKTX": f"物料 {no}", "MTART": mtart, "MEINS": meins}
+
+
+def stock(no: str, meins: str) -> Item:
+    mard = {
+        "MATNR": no, "WERKS": "1000", "LGORT": "1001", "LABST": "80.000", "INSME": "0.000",
+        "SPEME": "0.000", "UMLME": "0.000", "BDMNG": "0.000", "MEINS": meins,
+        "LAEDA": "20261124", "UZEIT": "093000",
+    }  # fmt: skip
+    env = ERP.to_envelope("stock", mard, source_version=1)
+    rec = InboundRecord(topics.changes(env.entity), 0, 1, env.to_bytes(), env.key.encode())
+    return Item(rec, env, None)
+
+
+async def known(sessions: async_sessionmaker[AsyncSession], env: Envelope) -> None:
+    """What the records flow keeps of the ERP's material record."""
+    async with sessions() as s, s.begin():
+        s.add(
+            SourceRecord(
+                entity=env.entity.value,
+                source_system=env.source_system,
+                source_id=env.source_id,
+                source_version=env.source_version,
+                op=env.op.value,
+                payload=dict(env.body),
+                last_message_id=str(env.message_id),
+                updated_at=datetime.now(UTC),
+            )
+        )
+
+
+async def to_drp(sessions: async_sessionmaker[AsyncSession], items: list[Item]) -> list[str]:
+    spec = inventory_flow.spec(load_config())
+    async with sessions() as s, s.begin():
+        ctx = FlowContext(session=s, flow=inventory_flow.NAME)
+        await spec.handle(ctx, items)
+    return [
+        Envelope.from_bytes(row["value"]).body["material"]  # type: ignore[arg-type]
+        for row in ctx.outbox
+        if row["topic"] == topics.outbound("drp")
+    ]
+
+
+async def test_drp_gets_stock_of_products_only(sessions: Any) -> None:
+    await known(
+        sessions,
+        ERP.to_envelope("material", material("4000000001", "FERT", "SET"), source_version=1),
+    )
+    await known(
+        sessions, ERP.to_envelope("material", material("1000000007", "ROH", "M"), source_version=1)
+    )
+    await known(
+        sessions,
+        ERP.to_envelope("material", material("5000000002", "ERSA", "ST"), source_version=1),
+    )
+    batch = [stock("4000000001", "SET"), stock("1000000007", "M"), stock("5000000002", "ST")]
+    # the shaver (finished) and its spare head go to the DRP; the cable in metres does not
+    assert await to_drp(sessions, batch) == ["4000000001", "5000000002"]
+    # a material the hub has not seen from the ERP yet: sent, the DRP decides
+    assert await to_drp(sessions, [stock("4000000099", "SET")]) == ["4000000099"]
+
+
+async def test_without_a_filter_every_stock_goes(sessions: Any) -> None:
+    await known(
+        sessions, ERP.to_envelope("material", material("1000000007", "ROH", "M"), source_version=1)
+    )
+    conf = load_config().model_dump()
+    conf["inventory"]["erp_to_drp"]["only"] = {}
+    spec = inventory_flow.spec(parse_config(conf))
+    async with sessions() as s, s.begin():
+        ctx = FlowContext(session=s, flow=inventory_flow.NAME)
+        await spec.handle(ctx, [stock("1000000007", "M")])
+    assert [r["topic"] for r in ctx.outbox] == [topics.outbound("drp")]
+
+
+def test_drp_sells_rule() -> None:
+    only = {"category": ("finished", "spare")}
+    assert inventory.drp_sells({"category": "finished"}, only)
+    assert not inventory.drp_sells({"category": "raw"}, only)
+    assert not inventory.drp_sells({}, only)
+    assert inventory.drp_sells(None, only)
+    assert inventory.drp_sells({"category": "raw"}, {})
