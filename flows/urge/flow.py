@@ -150,6 +150,8 @@ class _Decision:
     decided_by: str
     decided_at: dt.datetime
     message_id: str
+    comment: str | None = None
+    env: Envelope | None = None
 
 
 class _Batch:
@@ -308,6 +310,17 @@ class _Batch:
             self._decide(
                 held, last["decision"], last["decided_by"], last["decided_at"], last["message_id"]
             )
+            self._answer(
+                held,
+                _Decision(
+                    v["approval_id"],
+                    last["source_system"],
+                    last["decision"],
+                    last["decided_by"],
+                    last["decided_at"],
+                    last["message_id"],
+                ),
+            )
 
     # -- decisions ------------------------------------------------------------------------
 
@@ -344,6 +357,43 @@ class _Batch:
         if v["status"] != OPEN and v["decided_at"] is not None and d.decided_at <= v["decided_at"]:
             return  # an older or repeated decision: the newest one stands
         self._decide(cur, d.decision, d.decided_by, d.decided_at, d.message_id)
+        self._answer(cur, d)
+
+    def _answer(self, held: _Held, d: _Decision) -> None:
+        """The workflow system's decision goes back to the system that asked, if the policy
+        names it (``decisions_back_to``), keyed by the approval: the ERP's release of a
+        requisition is created by the first decision and updated by a later one."""
+        origin = str(held.values["origin_system"])
+        if (
+            d.source_system != WORKFLOW_SYSTEM
+            or origin == WORKFLOW_SYSTEM
+            or origin not in self.policy.decisions_back_to
+        ):
+            return
+        body = ApprovalDecision(
+            approval_id=held.values["approval_id"],
+            decision=d.decision,
+            decided_by=d.decided_by,
+            decided_at=d.decided_at,
+            comment=d.comment,
+        ).model_dump(mode="json")
+        # Deterministic, so a batch applied again emits the same message (the ledger drops it).
+        message_id = uuid.uuid5(URGE_NAMESPACE, f"answer/{d.message_id}")
+        if d.env is not None:
+            out = d.env.caused(message_id=message_id, op=Op.decide, body=body)
+        else:  # kept while its request was on the way: the decision message is gone
+            correlation = held.values["correlation_id"]
+            out = Envelope(
+                message_id=message_id,
+                entity=Entity.approval,
+                op=Op.decide,
+                source_system=d.source_system,
+                source_id=str(held.values["approval_id"]),
+                trace=(d.source_system,),
+                correlation_id=uuid.UUID(correlation) if correlation else None,
+                body=body,
+            )
+        self.ctx.emit(topics.outbound(origin), out, key=str(held.values["key"]))
 
     def _decide(
         self, held: _Held, decision: str, by: str, at: dt.datetime, message_id: str
@@ -442,6 +492,8 @@ def _decision_of(item: Item) -> _Decision | None:
             body.decided_by,
             body.decided_at,
             str(env.message_id),
+            body.comment,
+            env,
         )
     if env.op is Op.delete:
         # A deleted request is a withdrawn one.
@@ -452,6 +504,8 @@ def _decision_of(item: Item) -> _Decision | None:
             env.source_system,
             _ts(env),
             str(env.message_id),
+            None,
+            env,
         )
     return None
 

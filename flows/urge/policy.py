@@ -460,6 +460,10 @@ class UrgePolicy(_Model):
     templates: dict[Name, str]
     types: dict[Name, ApprovalType] = Field(min_length=1)
     fallback_type: str | None = None
+    # Systems that take the workflow system's decision back on a request they started (the
+    # ERP releases or rejects its requisition with it). Others learn it in OA only: a decision
+    # sent to a system without a place for it would be refused there, a dead letter each time.
+    decisions_back_to: tuple[Name, ...] = ()
 
     @model_validator(mode="after")
     def _semantics(self) -> UrgePolicy:

@@ -1,0 +1,76 @@
+"""OA's decision goes back to the system that asked (``decisions_back_to`` in the urge
+policy): the ERP gets the release or rejection of its purchase requisition, as the native
+release record (EBAN_REL) its connector makes of it. A request from a system without a place
+for decisions (the CRM) gets nothing back, and OA's own forms never echo."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.erp.connector import build as build_erp
+from contracts.envelope import Entity, Envelope, Op
+from hub.store.models import OutboxRow
+from tests.unit.test_urge_scheduler import Feed, at, decision_env, request_env
+
+ERP_ID = "0010000123/00010"
+
+
+async def outbound(sessions: Any, system: str) -> list[tuple[bytes, Envelope]]:
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                select(OutboxRow.key, OutboxRow.value)
+                .where(OutboxRow.topic == f"outbound.{system}")
+                .order_by(OutboxRow.id)
+            )
+        ).all()
+    return [(bytes(k), Envelope.from_bytes(v)) for k, v in rows]
+
+
+async def test_oa_decision_reaches_the_erp_as_its_release(sessions: Any) -> None:
+    feed = Feed(sessions)
+    await feed(request_env(ERP_ID))
+    decision = decision_env(ERP_ID, at(2026, 10, 12, 9), decision="rejected")
+    await feed(decision)
+    [(key, env)] = await outbound(sessions, "erp")
+    assert key == f"erp:{ERP_ID}".encode()
+    assert (env.entity, env.op, env.source_system) == (Entity.approval, Op.decide, "oa")
+    assert env.causation_id == decision.message_id
+    assert env.body["approval_id"] == ERP_ID and env.body["decision"] == "rejected"
+    # what the ERP receives: release code R for item 00010 of requisition 0010000123
+    _binding, native = build_erp().to_native(Entity.approval, env.body)
+    assert (native.BANFN, native.BNFPO, native.REL_CODE, native.REL_BY) == (  # type: ignore[attr-defined]
+        "0010000123", "00010", "R", "李总",
+    )  # fmt: skip
+    # the same decision again (a redelivery, an OA retry) changes nothing and sends nothing
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 9), decision="rejected"))
+    assert len(await outbound(sessions, "erp")) == 1
+
+
+async def test_a_decision_that_came_before_its_request_goes_back_too(sessions: Any) -> None:
+    feed = Feed(sessions)
+    early = decision_env(ERP_ID, at(2026, 10, 1, 9))
+    await feed(early)
+    assert await outbound(sessions, "erp") == []
+    await feed(request_env(ERP_ID))
+    [(key, env)] = await outbound(sessions, "erp")
+    assert key == f"erp:{ERP_ID}".encode()
+    assert env.body["decision"] == "approved" and env.op is Op.decide
+    assert env.message_id == uuid.uuid5(
+        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"answer/{early.message_id}"
+    )
+
+
+async def test_only_the_systems_the_policy_names_get_decisions(sessions: Any) -> None:
+    feed = Feed(sessions)
+    await feed(request_env("HT-2026-001", system="crm"), request_env("SP-1", system="oa"))
+    await feed(decision_env("HT-2026-001"), decision_env("SP-1"))
+    assert await outbound(sessions, "crm") == []
+    assert await outbound(sessions, "erp") == []
+    # a decision the ERP itself made (released in the ERP) is not sent back to it
+    await feed(request_env(ERP_ID))
+    await feed(decision_env(ERP_ID, system="erp"))
+    assert await outbound(sessions, "erp") == []
