@@ -38,6 +38,12 @@ WORKER_RESPAWNS = Counter(
     "Worker processes of `eai-hub run --workers N` started again after they exited.",
     registry=REGISTRY,
 )
+HOUSEKEEPING_DELETED = Counter(
+    "eai_housekeeping_deleted_total",
+    "History rows deleted by housekeeping past their retention, by table (outbox, deliveries).",
+    ["table"],
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge("eai_outbox_pending", "Outbox rows not yet published.", registry=REGISTRY)
 DEAD_LETTERS = Gauge(
     "eai_dead_letters_open", "Dead letters neither re-driven nor discarded.", registry=REGISTRY

@@ -84,6 +84,7 @@ class Hub:
     broker_info: kafka.BrokerInfo | None = None
     unparker: Any = None  # hub.sync_unparker.Unparker when a flow that parks runs
     epoch: Any = None  # hub.broker.epoch.BrokerEpochWatch
+    housekeeper: Any = None  # hub.housekeeping.Housekeeper, in the API process
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _embedded_watch: asyncio.Task[Any] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -144,6 +145,7 @@ class Hub:
             await bootstrap_admin(self)
             self.replayer, replay_task = start_replay_runner(self)
             self._tasks.append(replay_task)
+            self._start_housekeeping()
             await self._start_api()
         log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
 
@@ -170,6 +172,17 @@ class Hub:
         from hub.broker.epoch import BrokerLost
 
         raise BrokerLost(f"the embedded broker exited with code {code}")
+
+    def _start_housekeeping(self) -> None:
+        from hub.housekeeping import Housekeeper, Retention
+
+        assert self.sessions is not None
+        self.housekeeper = Housekeeper(
+            self.sessions,
+            Retention.from_settings(self.settings),
+            interval_s=self.settings.housekeeping_interval_s,
+        )
+        self._tasks.append(asyncio.create_task(self.housekeeper.run(), name="housekeeping"))
 
     def _start_urge_scheduler(self) -> None:
         from flows.urge import flow as urges
@@ -310,6 +323,8 @@ class Hub:
             self.epoch.stop()
         if self.replayer is not None:
             self.replayer.stop()
+        if self.housekeeper is not None:
+            self.housekeeper.stop()
         if self.delivery is not None:
             self.delivery.stop()
         if self.api_server is not None:

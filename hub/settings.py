@@ -57,6 +57,20 @@ class Settings(BaseSettings):
         ge=0,
         description="after a broker lost its data: republish outbox rows sent this far back",
     )
+    outbox_retention_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="delete outbox rows sent longer ago (never within broker_loss_republish_s); "
+        "0 keeps them",
+    )
+    delivery_history_retention_s: float = Field(
+        7 * 86_400.0,
+        ge=0,
+        description="delete delivered/suppressed delivery rows finished longer ago; 0 keeps them",
+    )
+    housekeeping_interval_s: float = Field(
+        300.0, gt=0, description="how often the API process deletes history past its retention"
+    )
 
     # Store.
     database_url: str = Field(

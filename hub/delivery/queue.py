@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import CursorResult, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -510,14 +510,26 @@ async def redrive(
     return "queued"
 
 
-async def prune(session: AsyncSession, older_than: datetime) -> int:
-    """Delete delivered and suppressed rows finished before ``older_than``; dead and pending
-    rows stay. The ledger keeps exactly-once; these rows are only history."""
-    res = await session.execute(
-        delete(Delivery).where(
-            Delivery.status.in_([DELIVERED, SUPPRESSED]), Delivery.finished_at < older_than
-        )
+async def prune(session: AsyncSession, older_than: datetime, *, limit: int | None = None) -> int:
+    """Delete delivered and suppressed rows finished before ``older_than`` (at most ``limit``);
+    dead and pending rows stay. The ledger keeps exactly-once; these rows are only history,
+    except where a key also has a dead delivery of an older message: ``redrive`` refuses that
+    dead letter while a newer message of its key was delivered, and only these rows say so."""
+    older_dead = aliased(Delivery)
+    ids = select(Delivery.id).where(
+        Delivery.status.in_([DELIVERED, SUPPRESSED]),
+        Delivery.finished_at < older_than,
+        ~exists().where(
+            older_dead.system == Delivery.system,
+            older_dead.entity == Delivery.entity,
+            older_dead.key == Delivery.key,
+            older_dead.status == DEAD,
+            older_dead.seq < Delivery.seq,
+        ),
     )
+    if limit is not None:
+        ids = ids.limit(limit)
+    res = await session.execute(delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery())))
     return _rowcount(res)
 
 

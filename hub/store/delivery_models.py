@@ -64,6 +64,7 @@ class Delivery(Base):
         UniqueConstraint("system", "message_id"),
         UniqueConstraint("system", "entity", "key", "seq"),
         Index("ix_deliveries_due", "system", "status", "next_attempt_at", "id"),
+        Index("ix_deliveries_finished", "status", "finished_at"),
     )
 
 
