@@ -33,6 +33,9 @@ def _logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiosqlite logs SQL parameters (dead-letter contents) at DEBUG.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # httpx logs every delivery call at INFO (hundreds a second, record ids in the URLs); the
+    # deliverer logs failures itself and counts the rest in /deliveries and /metrics.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _fail(msg: str) -> None:
