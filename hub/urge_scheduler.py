@@ -155,6 +155,11 @@ class UrgeScheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        # Loud once per process: past the holiday data every plan is approximate (or fails),
+        # and nothing else tells the operator that a dependency needs an upgrade.
+        notice = self.calendar.coverage_warning(self.calendar.business_date(self.clock()))
+        if notice is not None:
+            log.warning("%s", notice)
         try:
             await self.replan_stale()
         except Exception as exc:  # the ticks still run; a stale plan only delays a re-plan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -857,3 +858,20 @@ async def test_urge_stats_aggregated_in_sql_answer_as_the_rows_read_into_memory(
             assert got["time_to_decision"]["count"] == ttd.overall.count
             assert got["time_to_decision"]["p90_s"] == ttd.overall.p90.total_seconds()  # type: ignore[union-attr]
             assert len(got["overdue"]) == min(top, len(late)) and len(late) > 0
+
+
+async def test_a_scheduler_starting_near_the_end_of_the_holiday_data_warns(
+    sessions: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sched = scheduler(sessions, Clock(at(2026, 12, 6, 9)), tick_s=30)
+    with caplog.at_level(logging.WARNING, logger="hub.urge_scheduler"):
+        task = asyncio.create_task(sched.run())
+        for _ in range(100):
+            if sched.metrics.ticks:
+                break
+            await asyncio.sleep(0.02)
+        sched.stop()
+        await asyncio.wait_for(task, 2)
+    [warning] = [r for r in caplog.records if "chinesecalendar" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "only up to 2026-12-31" in warning.getMessage()
