@@ -54,3 +54,39 @@ CONSUMER_LAG = Gauge(
     ["flow", "topic", "partition"],
     registry=REGISTRY,
 )
+URGES_SENT = Counter(
+    "eai_urge_sent_total",
+    "Urges delivered to the outbox by this process's urge scheduler (ladder and one-click).",
+    registry=REGISTRY,
+)
+URGE_CONFLICTS = Counter(
+    "eai_urge_conflicts_total",
+    "Urges another worker had already stored (not sent again).",
+    registry=REGISTRY,
+)
+URGE_STALE = Counter(
+    "eai_urge_stale_total",
+    "Urge results dropped because the approval changed meanwhile (decided, updated, clicked).",
+    registry=REGISTRY,
+)
+URGE_CAPPED = Counter(
+    "eai_urge_capped_total",
+    "Urges held back at write time by the recipient's daily cap (sent later).",
+    registry=REGISTRY,
+)
+URGE_ERRORS = Counter(
+    "eai_urge_errors_total",
+    "Urge scheduler failures: a whole tick (stage tick) or one approval (stage approval, "
+    "looked at again after 15 minutes).",
+    ["stage"],
+    registry=REGISTRY,
+)
+# Both series exist from the start at 0, so increase() alerts see the first failure.
+URGE_ERRORS.labels("tick")
+URGE_ERRORS.labels("approval")
+URGE_UNPLANNABLE = Counter(
+    "eai_urge_unplannable_total",
+    "Open approvals the urge scheduler can no longer plan under the current policy: no timer, "
+    "not urged again until a new request message or a policy change.",
+    registry=REGISTRY,
+)

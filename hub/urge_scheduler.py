@@ -57,6 +57,7 @@ from flows.urge import one_click as one_click_action
 from flows.urge.flow import OPEN, plan_columns, plan_for, urge_scope
 from flows.urge.ladder import URGE_NAMESPACE
 from flows.urge.policy import Channel
+from hub import metrics as prom
 from hub.core.outbox import add_rows, envelope_values
 from hub.store.urge_models import Approval, UrgeRecipientDay, UrgeRecord
 
@@ -93,7 +94,9 @@ class SchedulerMetrics:
     conflicts: int = 0  # urges another worker had already inserted
     stale: int = 0  # results dropped because the approval changed meanwhile
     capped: int = 0  # sends held back by the recipient's daily cap at write time
-    errors: int = 0
+    errors: int = 0  # whole ticks that failed
+    approval_errors: int = 0  # single approvals that failed (looked at again later)
+    unplannable: int = 0  # approvals left without a timer: the policy cannot plan them
     last_error: str | None = None
     last_tick_s: float = 0.0
     last_find_s: float = 0.0  # finding (and leasing) the due approvals, in the last tick
@@ -155,6 +158,11 @@ class UrgeScheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        # Loud once per process: past the holiday data every plan is approximate (or fails),
+        # and nothing else tells the operator that a dependency needs an upgrade.
+        notice = self.calendar.coverage_warning(self.calendar.business_date(self.clock()))
+        if notice is not None:
+            log.warning("%s", notice)
         try:
             await self.replan_stale()
         except Exception as exc:  # the ticks still run; a stale plan only delays a re-plan
@@ -165,6 +173,7 @@ class UrgeScheduler:
                 claimed, _sent = await self._tick()
             except Exception as exc:
                 self.metrics.errors += 1
+                prom.URGE_ERRORS.labels("tick").inc()
                 self.metrics.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("urge scheduler: %s", self.metrics.last_error)
                 await asyncio.sleep(min(5.0, self.tick_s * 5))
@@ -225,17 +234,31 @@ class UrgeScheduler:
         for row in rows:
             planned = plans[row.id]
             if isinstance(planned, str):
-                log.warning("urges: approval %s cannot be planned: %s", row.key, planned)
+                # No timer from here on, so this is the last word about the approval until a
+                # new request or policy: say so at WARNING and count it. The reason stays in
+                # last_error (API), out of the log: it can quote the request's own values.
+                self.metrics.unplannable += 1
+                prom.URGE_UNPLANNABLE.inc()
+                log.warning(
+                    "urges: approval %s (type %s) cannot be planned under the current policy; "
+                    "it is not urged again until a new request message or a policy change "
+                    "(the reason: last_error in GET /approvals/<key>)",
+                    row.key,
+                    row.type,
+                )
                 outcomes.append(_Outcome(row, None, error=planned))
                 continue
             try:
                 outcomes.append(self._decide(row, planned, urges.get(row.key, []), counts, now))
             except Exception as exc:  # one broken approval must not hold up the others
+                self.metrics.approval_errors += 1
+                prom.URGE_ERRORS.labels("approval").inc()
                 log.exception("urges: approval %s failed; looked at again later", row.key)
                 error = f"{type(exc).__name__}: {exc}"
                 outcomes.append(_Outcome(row, now + RETRY_AFTER_ERROR, error=error))
         sent = await self._write(outcomes, token, now)
         self.metrics.sent += sent
+        prom.URGES_SENT.inc(sent)
         self.metrics.last_tick_s = asyncio.get_running_loop().time() - t0
         if sent and self.on_committed is not None:
             self.on_committed()
@@ -402,6 +425,7 @@ class UrgeScheduler:
                 # Decided, updated or urged by a one-click meanwhile (or our lease was taken
                 # over): drop this result; the row's own next_due_at stands.
                 self.metrics.stale += 1
+                prom.URGE_STALE.inc()
                 if leased_by == token:
                     release.append(o.row.id)
                     if status != OPEN:
@@ -426,6 +450,7 @@ class UrgeScheduler:
                     v = send.values
                     if v["recipient"] not in allowed:
                         self.metrics.capped += 1
+                        prom.URGE_CAPPED.inc()
                         o.next_due_at = now
                         continue
                     if send.scheduled:
@@ -444,6 +469,7 @@ class UrgeScheduler:
                         ok = v["urge_id"] in inserted
                     if not ok:
                         self.metrics.conflicts += 1
+                        prom.URGE_CONFLICTS.inc()
                         give_back[v["recipient"]] += 1
                         continue
                     delivered.setdefault(o.row.id, []).append(v)
@@ -608,6 +634,7 @@ class UrgeScheduler:
                 on_result(s, res)
         if res.outcome == "send":
             self.metrics.sent += 1
+            prom.URGES_SENT.inc()
             if self.on_committed is not None:
                 self.on_committed()
         return res

@@ -29,12 +29,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from importlib import metadata
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 BeyondCoverage = Literal["error", "weekends"]
+# Warn when the holiday data ends this close to today: a deadline of a few working days plus
+# a ladder of two weeks, or a renewal notice a month ahead, already reaches past it.
+COVERAGE_WARNING_DAYS = 60
 
 _UTC = dt.UTC
 # A year of consecutive closed days means a misconfiguration (e.g. extra_holidays covering
@@ -55,6 +59,13 @@ def library_coverage() -> tuple[dt.date, dt.date]:
     """First and last date the installed ``chinesecalendar`` knows holidays for."""
     years = [d.year for d in chinese_calendar.holidays]
     return dt.date(min(years), 1, 1), dt.date(max(years), 12, 31)
+
+
+def library_version() -> str:
+    try:
+        return metadata.version("chinesecalendar")
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed from source
+        return "(version unknown)"
 
 
 def _require_aware(t: dt.datetime, what: str) -> None:
@@ -133,6 +144,35 @@ class BusinessCalendar:
         db = self._as_local_date(b)
         lo, hi = min(da, db), max(da, db)
         return lo < self._coverage[0] or hi > self._coverage[1]
+
+    def coverage_warning(self, today: dt.date) -> str | None:
+        """A sentence for the operator when the holiday data ends within
+        :data:`COVERAGE_WARNING_DAYS` of ``today`` (or has ended), else None. Names the last
+        covered date, what happens after it and the two ways out."""
+        last = self._coverage[1]
+        if last - today > dt.timedelta(days=COVERAGE_WARNING_DAYS):
+            return None
+        after = {d for d in self._extra_holidays | self._extra_workdays if d > last}
+        if self._beyond == "error":
+            effect = (
+                "an approval whose plan reaches past it cannot be planned "
+                "(calendar.beyond_coverage: error)"
+            )
+        else:
+            effect = (
+                "plans reaching past it count Monday-Friday as working days and are flagged "
+                "calendar_approximate (calendar.beyond_coverage: weekends)"
+            )
+        listed = (
+            f"; the policy lists {len(after)} extra holidays/workdays after it" if after else ""
+        )
+        return (
+            f"urge calendar: chinesecalendar {library_version()} knows public holidays and "
+            f"adjusted working days only up to {last.isoformat()}; {effect}{listed}. Upgrade "
+            f"chinesecalendar once a release covers {last.year + 1}, or list that year's "
+            "public holidays and adjusted working days in the urge policy's "
+            "calendar.extra_holidays and calendar.extra_workdays"
+        )
 
     def is_working_day(self, day: dt.date) -> bool:
         cached = self._workday_cache.get(day)

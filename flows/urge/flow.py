@@ -226,6 +226,20 @@ class _Batch:
         status = _status_attribute(body)
         if status is not None and v["status"] == OPEN:
             self._decide(cur, status, env.source_system, _ts(env), str(env.message_id))
+            # A form status is a decision like a decide message: OA's decide message may come
+            # later, stamped earlier, or never. The form names no decider; its current
+            # approver is the person OA was waiting on.
+            decided = _Decision(
+                body.approval_id,
+                env.source_system,
+                status,
+                body.approver,
+                _ts(env),
+                str(env.message_id),
+                None,
+                env,
+            )
+            self._answer(cur, decided, OPEN)
         cur.dirty = True
         self._forward(env, body, v["key"])
 
@@ -320,6 +334,7 @@ class _Batch:
                     last["decided_at"],
                     last["message_id"],
                 ),
+                OPEN,
             )
 
     # -- decisions ------------------------------------------------------------------------
@@ -354,15 +369,28 @@ class _Batch:
                 v["submitted_at"].isoformat(),
             )
             return
-        if v["status"] != OPEN and v["decided_at"] is not None and d.decided_at <= v["decided_at"]:
-            return  # an older or repeated decision: the newest one stands
+        if v["status"] != OPEN and v["decided_at"] is not None:
+            if d.decision == v["status"]:
+                # The decision the approval already has, whatever its timestamp: OA's decide
+                # message after the form status that showed it (or the other way round), or a
+                # retry. It was applied, and sent back, when it first came.
+                return
+            if d.decided_at <= v["decided_at"]:
+                return  # an older different decision: the newest one stands
+        previous = str(v["status"])
         self._decide(cur, d.decision, d.decided_by, d.decided_at, d.message_id)
-        self._answer(cur, d)
+        self._answer(cur, d, previous)
 
-    def _answer(self, held: _Held, d: _Decision) -> None:
+    def _answer(self, held: _Held, d: _Decision, previous: str) -> None:
         """The workflow system's decision goes back to the system that asked, if the policy
         names it (``decisions_back_to``), keyed by the approval: the ERP's release of a
-        requisition is created by the first decision and updated by a later one."""
+        requisition is created by the first decision and updated by a later one.
+
+        ``previous`` is the approval's status before this decision. The message id is
+        derived from what changed (approval, round, previous status -> decision), not from
+        the message that carried it, so one decision learned twice (form status and decide
+        message, a retried batch) is one message and the delivery ledger drops the copy,
+        while a changed decision (approved -> withdrawn) is a message of its own."""
         origin = str(held.values["origin_system"])
         if (
             d.source_system != WORKFLOW_SYSTEM
@@ -377,8 +405,8 @@ class _Batch:
             decided_at=d.decided_at,
             comment=d.comment,
         ).model_dump(mode="json")
-        # Deterministic, so a batch applied again emits the same message (the ledger drops it).
-        message_id = uuid.uuid5(URGE_NAMESPACE, f"answer/{d.message_id}")
+        scope = urge_scope(str(held.values["key"]), int(held.values["round"]))
+        message_id = uuid.uuid5(URGE_NAMESPACE, f"answer/{scope}/{previous}->{d.decision}")
         if d.env is not None:
             out = d.env.caused(message_id=message_id, op=Op.decide, body=body)
         else:  # kept while its request was on the way: the decision message is gone

@@ -85,9 +85,39 @@ def template_problems(text: str) -> list[str]:
     return problems
 
 
+# Brackets that enclose a placeholder alone, e.g. （{approver_department}）: when the value is
+# empty they go too. The facts behind placeholders are optional in the systems (an ERP
+# requisition has no approver department), and a text reading 在张经理（）处 looks broken to
+# the approver's superior. The rule is visible in the template itself, so a policy author needs
+# no extra syntax: a bracket with more than the placeholder inside stays.
+BRACKETS: Mapping[str, str] = {"（": "）", "(": ")", "【": "】", "[": "]"}
+
+
 def render(text: str, values: Mapping[str, str]) -> str:
-    """Fill a template validated by :func:`template_problems`."""
-    return text.format_map(dict(values))
+    """Fill a template validated by :func:`template_problems`; an empty value alone in a pair
+    of :data:`BRACKETS` takes the pair with it."""
+    f = string.Formatter()
+    literals: list[str] = []
+    filled: list[str] = []  # filled[i] follows literals[i]
+    for literal, name, spec, conversion in f.parse(text):
+        literals.append(literal)
+        if name is not None:
+            value = f.convert_field(values[name], conversion)
+            filled.append(f.format_field(value, spec or ""))
+    if len(literals) == len(filled):
+        literals.append("")
+    cut_start = [False] * len(literals)
+    cut_end = [False] * len(literals)
+    for i, value in enumerate(filled):
+        before, after = literals[i], literals[i + 1]
+        if value == "" and before and after and BRACKETS.get(before[-1]) == after[0]:
+            cut_end[i] = cut_start[i + 1] = True
+    out: list[str] = []
+    for i, literal in enumerate(literals):
+        out.append(literal[int(cut_start[i]) : len(literal) - int(cut_end[i])])
+        if i < len(filled):
+            out.append(filled[i])
+    return "".join(out)
 
 
 def format_amount(amount: Decimal | None, currency: str | None) -> str:

@@ -186,3 +186,38 @@ _anywhere = st.datetimes(min_value=dt.datetime(2025, 12, 1), max_value=dt.dateti
 def test_between_matches_a_day_by_day_count_across_years(a: dt.datetime, b: dt.datetime) -> None:
     lo, hi = min(a, b), max(a, b)
     assert CAL.working_time_between(lo, hi) == _brute_between(lo, hi)
+
+
+def test_the_end_of_the_holiday_data_is_announced_with_its_date() -> None:
+    # chinesecalendar 1.11.0 (the newest release on PyPI on 6 Dec 2026) ends on 2026-12-31.
+    notice = CAL.coverage_warning(dt.date(2026, 12, 6))
+    assert notice is not None
+    assert "only up to 2026-12-31" in notice
+    assert "Monday-Friday" in notice and "calendar.extra_holidays" in notice
+    strict = BusinessCalendar(beyond_coverage="error")
+    assert "cannot be planned" in (strict.coverage_warning(dt.date(2027, 1, 5)) or "")
+    # months ahead of the end there is nothing to say
+    assert CAL.coverage_warning(dt.date(2026, 6, 1)) is None
+
+
+def test_an_operator_adds_the_2027_spring_festival_by_configuration() -> None:
+    # Until a chinesecalendar release covers 2027, the policy's extra_holidays and
+    # extra_workdays carry the State Council's schedule. (The dates here are an example shaped
+    # like a Spring Festival week, 2027-02-06 being the Lunar New Year; take the real ones from
+    # the notice.)
+    from flows.urge.policy import default_policy
+
+    policy = default_policy()
+    closed = [dt.date(2027, 2, 5) + dt.timedelta(days=i) for i in range(9)]  # Fri 5 - Sat 13
+    settings = policy.calendar.model_copy(
+        update={"extra_holidays": closed, "extra_workdays": [dt.date(2027, 2, 14)]}
+    )
+    cal = policy.model_copy(update={"calendar": settings}).build_calendar()
+    assert not cal.is_working_day(dt.date(2027, 2, 8))  # Monday in the holiday
+    assert cal.is_working_day(dt.date(2027, 2, 14))  # an adjusted working Sunday
+    # one working day from Thursday 4 Feb 16:00 is Sunday 14 Feb 16:00, not Friday 5 Feb
+    assert cal.add_working_days(at(2027, 2, 4, 16), 1) == at(2027, 2, 14, 16)
+    assert CAL.add_working_days(at(2027, 2, 4, 16), 1) == at(2027, 2, 5, 16)
+    assert "lists 10 extra holidays/workdays after it" in (
+        cal.coverage_warning(dt.date(2026, 12, 6)) or ""
+    )

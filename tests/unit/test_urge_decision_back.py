@@ -5,15 +5,17 @@ for decisions (the CRM) gets nothing back, and OA's own forms never echo."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from connectors.erp.connector import build as build_erp
 from contracts.envelope import Entity, Envelope, Op
 from hub.store.models import OutboxRow
-from tests.unit.test_urge_scheduler import Feed, at, decision_env, request_env
+from tests.unit.test_urge_scheduler import Feed, approval, at, decision_env, request_env
 
 ERP_ID = "0010000123/00010"
 
@@ -59,8 +61,10 @@ async def test_a_decision_that_came_before_its_request_goes_back_too(sessions: A
     [(key, env)] = await outbound(sessions, "erp")
     assert key == f"erp:{ERP_ID}".encode()
     assert env.body["decision"] == "approved" and env.op is Op.decide
+    # derived from the decision, not from the message that carried it: the same id as had
+    # the request come first, or had the decision come as a form status
     assert env.message_id == uuid.uuid5(
-        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"answer/{early.message_id}"
+        uuid.UUID("0b6f5a52-6a1e-5c8e-9a55-2f1f6b7c0e11"), f"answer/erp:{ERP_ID}/open->approved"
     )
 
 
@@ -74,3 +78,62 @@ async def test_only_the_systems_the_policy_names_get_decisions(sessions: Any) ->
     await feed(request_env(ERP_ID))
     await feed(decision_env(ERP_ID, system="erp"))
     assert await outbound(sessions, "erp") == []
+
+
+def form_status_env(decision: str, ts: dt.datetime) -> Envelope:
+    """OA's copy of the ERP requisition, updated to show the decision (审批单 status)."""
+    env = request_env(ERP_ID, system="oa", attributes={"oa.status": decision})
+    return env.model_copy(update={"source_ts": ts})
+
+
+async def releases(sessions: Any) -> list[tuple[str, str]]:
+    """What the ERP was sent: (release code, released by) per message, in order."""
+    out = []
+    for _key, env in await outbound(sessions, "erp"):
+        _binding, native = build_erp().to_native(Entity.approval, env.body)
+        out.append((native.REL_CODE, native.REL_BY))  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize("form_first", [True, False])
+async def test_one_release_whatever_comes_first_form_status_or_decision(
+    sessions: Any, form_first: bool
+) -> None:
+    # The form update is stamped 10:00, OA's decision message 09:00 (the same decision,
+    # taken at 09:00): whichever the hub processes first, the ERP gets one release.
+    feed = Feed(sessions)
+    await feed(request_env(ERP_ID))
+    form = form_status_env("approved", at(2026, 10, 12, 10))
+    decision = decision_env(ERP_ID, at(2026, 10, 12, 9))
+    for env in (form, decision) if form_first else (decision, form):
+        await feed(env)
+    assert await releases(sessions) == [("A", "李总")]
+    # An OA retry of the decision (a new message id) and a later form update change nothing.
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 9)))
+    await feed(form_status_env("approved", at(2026, 10, 12, 11)))
+    assert await releases(sessions) == [("A", "李总")]
+
+
+async def test_a_decision_only_seen_as_a_form_status_goes_back(sessions: Any) -> None:
+    feed = Feed(sessions)
+    await feed(request_env(ERP_ID))
+    await feed(form_status_env("rejected", at(2026, 10, 12, 10)))
+    # REL_BY: the form's current approver, the person OA was waiting on.
+    assert await releases(sessions) == [("R", "李总")]
+
+
+async def test_a_later_different_decision_updates_the_release_an_older_one_does_not(
+    sessions: Any,
+) -> None:
+    feed = Feed(sessions)
+    await feed(request_env(ERP_ID))
+    await feed(form_status_env("approved", at(2026, 10, 12, 10)))
+    # older and different: the form showing "approved" at 10:00 is newer; it stands
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 8), decision="rejected"))
+    assert await releases(sessions) == [("A", "李总")]
+    # newer and different: the release is updated once
+    await feed(decision_env(ERP_ID, at(2026, 10, 13, 9), decision="withdrawn"))
+    await feed(decision_env(ERP_ID, at(2026, 10, 13, 9), decision="withdrawn"))
+    assert await releases(sessions) == [("A", "李总"), ("W", "李总")]
+    row = await approval(sessions, f"erp:{ERP_ID}")
+    assert row.status == "withdrawn"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -857,3 +858,70 @@ async def test_urge_stats_aggregated_in_sql_answer_as_the_rows_read_into_memory(
             assert got["time_to_decision"]["count"] == ttd.overall.count
             assert got["time_to_decision"]["p90_s"] == ttd.overall.p90.total_seconds()  # type: ignore[union-attr]
             assert len(got["overdue"]) == min(top, len(late)) and len(late) > 0
+
+
+async def test_a_scheduler_starting_near_the_end_of_the_holiday_data_warns(
+    sessions: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sched = scheduler(sessions, Clock(at(2026, 12, 6, 9)), tick_s=30)
+    with caplog.at_level(logging.WARNING, logger="hub.urge_scheduler"):
+        task = asyncio.create_task(sched.run())
+        for _ in range(100):
+            if sched.metrics.ticks:
+                break
+            await asyncio.sleep(0.02)
+        sched.stop()
+        await asyncio.wait_for(task, 2)
+    [warning] = [r for r in caplog.records if "chinesecalendar" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "only up to 2026-12-31" in warning.getMessage()
+
+
+async def test_an_approval_that_can_no_longer_be_planned_is_reported_not_silently_dropped(
+    sessions: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.metrics import REGISTRY
+
+    def unplannable() -> float:
+        return REGISTRY.get_sample_value("eai_urge_unplannable_total") or 0.0
+
+    feed = Feed(sessions)
+    await feed(request_env("EX-1", type="expense"), request_env("GOOD"))
+    before = unplannable()
+    # The policy changed: "expense" is no longer urged (no fallback type any more).
+    strict = POLICY.model_copy(update={"fallback_type": None})
+    sched = scheduler(sessions, Clock(at(2026, 10, 10, 16)), strict)
+    with caplog.at_level(logging.INFO, logger="hub.urge_scheduler"):
+        assert await sched.tick() == 1
+    gone = await approval(sessions, "erp:EX-1")
+    assert gone.next_due_at is None and "not in the urge policy" in (gone.last_error or "")
+    assert (sched.metrics.unplannable, unplannable() - before) == (1, 1.0)
+    [warning] = [r for r in caplog.records if "erp:EX-1" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "not urged again" in warning.getMessage()
+    # names the approval, not the people or the item
+    for personal in ("李总", "张三", "王董", "刀头模具钢材"):
+        assert personal not in warning.getMessage()
+
+
+async def test_the_scheduler_counters_are_on_metrics(sessions: Any) -> None:
+    from prometheus_client import generate_latest
+
+    from hub.metrics import REGISTRY
+
+    sent_before = REGISTRY.get_sample_value("eai_urge_sent_total") or 0.0
+    feed = Feed(sessions)
+    await feed(request_env())
+    assert await scheduler(sessions, Clock(at(2026, 10, 10, 16))).tick() == 1
+    assert REGISTRY.get_sample_value("eai_urge_sent_total") == sent_before + 1
+    exposed = generate_latest(REGISTRY).decode()
+    for name in (
+        "eai_urge_sent_total",
+        "eai_urge_conflicts_total",
+        "eai_urge_stale_total",
+        "eai_urge_capped_total",
+        "eai_urge_unplannable_total",
+    ):
+        assert f"\n{name} " in exposed
+    assert 'eai_urge_errors_total{stage="tick"}' in exposed
+    assert 'eai_urge_errors_total{stage="approval"}' in exposed

@@ -16,6 +16,7 @@ from flows.urge.templates import (
     format_date,
     format_datetime,
     format_waited,
+    render,
     template_problems,
 )
 
@@ -157,3 +158,42 @@ def test_a_type_can_override_a_template() -> None:
     action = next_action(UrgeState(req, plan(req, policy, CAL)), at(2026, 11, 23, 9), policy, CAL)
     assert isinstance(action, SendUrge)
     assert action.text == "请购提醒：剃须刀电机 500只，¥980.00，期限 11月23日"
+
+
+def test_an_erp_requisition_without_departments_reads_without_empty_brackets() -> None:
+    # An ERP requisition names no approver department (and may name no requester's): the
+    # escalation must not read 在张经理（）处.
+    req = dataclasses.replace(
+        _request(), approver="张经理", approver_department=None, requester_department=None
+    )
+    st = UrgeState(req, plan(req, POLICY, CAL))
+    for t in (
+        at(2026, 11, 23, 9),
+        at(2026, 11, 23, 14, 30),
+        at(2026, 11, 24, 14, 30),
+        at(2026, 11, 25, 14, 30),
+    ):
+        st = _sent(st, _urge(st, t))
+    escalation = _urge(st, at(2026, 11, 27, 14, 30))
+    assert escalation.text.startswith(
+        "李总您好：张三提交的请购单「剃须刀电机 500只」（¥980.00）在张经理处已等待"
+    )
+    assert "（）" not in escalation.text
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "text"),
+    [
+        ("在{a}（{b}）处", {"a": "张经理", "b": ""}, "在张经理处"),
+        ("在{a}（{b}）处", {"a": "张经理", "b": "销售部"}, "在张经理（销售部）处"),
+        ("{a} ({b}) [{b}] 【{b}】", {"a": "x", "b": ""}, "x   "),
+        # only brackets around the placeholder alone go; other text keeps its brackets
+        ("（部门：{b}）（{a}）", {"a": "", "b": ""}, "（部门：）"),
+        ("（{b}", {"b": ""}, "（"),
+        ("{{{b}}}", {"b": ""}, "{}"),
+    ],
+)
+def test_an_empty_placeholder_takes_its_brackets_with_it(
+    template: str, values: dict[str, str], text: str
+) -> None:
+    assert render(template, values) == text
