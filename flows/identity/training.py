@@ -484,15 +484,13 @@ def _apply_overrides(model: Model, config: IdentityConfig) -> None:
         model.prior = config.prior
         model.kind_priors = {}
     model.tf_weight = config.tf_weight
+    # IdentityConfig has checked names, levels and values and keyed them by entity, so a
+    # comparison of the other entity never reaches this model
     for kind, overrides in (("m", config.m), ("u", config.u)):
-        for name, levels in overrides.items():
-            if name not in model.params:
-                raise ValueError(f"unknown comparison {name!r} in config.{kind}")
+        for name, levels in overrides.get(model.entity, {}).items():
             labels = model.labels(name)
             current = list(getattr(model.params[name], kind))
             for label, value in levels.items():
-                if label not in labels:
-                    raise ValueError(f"unknown level {label!r} of {name!r}; expected {labels}")
                 current[labels.index(label)] = value
             setattr(model.params[name], kind, tuple(current))
     model.refresh()
