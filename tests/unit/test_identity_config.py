@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from contracts.customer import Customer
+from contracts.material import Material
 from flows.identity.config import IdentityConfig
 from flows.identity.config_file import IdentityConfigError, load_identity_file, load_matching
 from flows.identity.flow import IdentityFlow, default_model, flow_of
 from flows.identity.profile import build_profile
 from flows.identity.scoring import Model, score
+from flows.identity.survivorship import DEFAULTS, FIELDS
 from hub.runtime import Hub
 from hub.settings import Settings
 
@@ -153,6 +156,78 @@ def test_a_wrong_matching_value_stops_the_hub_naming_file_path_value_and_rule(
     assert message.startswith(f"identity configuration {file}: ")
     assert f"{path} = {value}: " in message
     assert rule in message
+
+
+# --------------------------------------------------------------------- survivorship names
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "value", "rule"),
+    [
+        (
+            "survivorship:\n  customer:\n    nmae: {rule: priority, sources: [erp, crm]}\n",
+            "survivorship.customer.nmae",
+            "{'rule': 'priority', 'sources': ['erp', 'crm']}",
+            "unknown customer field 'nmae'; valid fields: kind, name, identifiers",
+        ),
+        (
+            "survivorship:\n  material:\n    spec: {rule: recent}\n",
+            "survivorship.material.spec",
+            "{'rule': 'recent'}",
+            "unknown material field 'spec'; valid fields: code, name, specification",
+        ),
+        (
+            "survivorship:\n  custmer:\n    name: {rule: recent}\n",
+            "survivorship.custmer",
+            "{'name': {'rule': 'recent'}}",
+            "unknown key 'custmer'; valid keys: customer, material, default",
+        ),
+        (
+            "survivorship:\n  customer:\n    name: {rule: newest}\n",
+            "survivorship.customer.name.rule",
+            "'newest'",
+            "'priority', 'recent', 'complete' or 'union'",
+        ),
+        (
+            "survivorship:\n  customer:\n    name: {rule: recent, source: [crm]}\n",
+            "survivorship.customer.name.source",
+            "['crm']",
+            "unknown key 'source'; valid keys: rule, sources, only, follows",
+        ),
+        (
+            "survivorship:\n  customer:\n    frozen: {follows: state}\n",
+            "survivorship.customer.frozen.follows",
+            "'state'",
+            "must name a field with a rule of its own; valid: kind, name",
+        ),
+    ],
+)
+def test_a_wrong_survivorship_name_stops_the_hub_with_the_valid_names(
+    tmp_path: Path, text: str, path: str, value: str, rule: str
+) -> None:
+    file = write(tmp_path, text)
+    with pytest.raises(IdentityConfigError) as info:
+        Hub(Settings(identity_config=file))
+    message = str(info.value)
+    assert message.startswith(f"identity configuration {file}: ")
+    assert f"{path} = {value}: " in message
+    assert rule in message
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    file = write(
+        tmp_path,
+        "matching:\n  uper: 0.9\nsurvivorship:\n  customer:\n    nmae: {rule: recent}\n",
+    )
+    with pytest.raises(IdentityConfigError) as info:
+        load_identity_file(file)
+    assert [i.path for i in info.value.issues] == ["matching.uper", "survivorship.customer.nmae"]
+    assert str(info.value).startswith(f"identity configuration {file}: 2 problems\n")
+
+
+def test_rules_may_name_every_field_of_the_canonical_bodies() -> None:
+    assert set(FIELDS["customer"]) == set(Customer.model_fields) | set(DEFAULTS["customer"])
+    assert set(FIELDS["material"]) == set(Material.model_fields) | set(DEFAULTS["material"])
 
 
 # --------------------------------------------------------------------- one format, hub and CLI
