@@ -4,13 +4,16 @@ the value and the valid names, and one file format for the hub and the command."
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from contracts.customer import Customer
 from contracts.material import Material
+from flows.identity.cli import dedup_app
 from flows.identity.config import IdentityConfig
 from flows.identity.config_file import IdentityConfigError, load_identity_file, load_matching
 from flows.identity.flow import IdentityFlow, default_model, flow_of
@@ -246,3 +249,70 @@ def test_the_documented_example_loads_in_the_hub_and_in_the_command(tmp_path: Pa
     loaded = load_identity_file(file)
     assert hub_flow(file).config == loaded.matching
     assert load_matching(file) == loaded.matching
+
+
+def _rows(tmp_path: Path) -> Path:
+    parts = [
+        ("S1", PART_A),
+        ("S2", {**PART_A, "code": "P300", "specification": "M3×8"}),
+        ("S3", PART_B),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"source_system": "erp", "source_id": sid, "record": body}) + "\n"
+            for sid, body in parts
+        ),
+        encoding="utf-8",
+    )
+    return src
+
+
+def _batch(tmp_path: Path, config: Path) -> tuple[int, str, Path]:
+    saved = tmp_path / "model.json"
+    result = CliRunner().invoke(
+        dedup_app,
+        [
+            "batch",
+            "--entity",
+            "material",
+            "--input",
+            str(_rows(tmp_path)),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--config",
+            str(config),
+            "--save-model",
+            str(saved),
+        ],
+    )
+    return result.exit_code, result.output, saved
+
+
+def test_the_command_takes_the_hubs_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "matching:\n  prior: 0.0123\n  m:\n    material: {spec: {exact: 0.97}}\n"
+        "survivorship:\n  material:\n    specification: {rule: recent}\n",
+    )
+    code, output, saved = _batch(tmp_path, config)
+    assert code == 0, output
+    model = json.loads(saved.read_text(encoding="utf-8"))
+    assert model["prior"] == 0.0123
+    assert model["params"]["spec"]["m"][0] == 0.97
+
+
+def test_the_command_still_takes_the_matching_keys_alone(tmp_path: Path) -> None:
+    config = write(tmp_path, '{"prior": 0.0123, "m": {"spec": {"exact": 0.97}}}', "m.json")
+    code, output, saved = _batch(tmp_path, config)
+    assert code == 0, output
+    model = json.loads(saved.read_text(encoding="utf-8"))
+    assert (model["prior"], model["params"]["spec"]["m"][0]) == (0.0123, 0.97)
+
+
+def test_the_command_refuses_a_wrong_file_naming_it(tmp_path: Path) -> None:
+    config = write(tmp_path, "matching:\n  m:\n    material: {spec: {exakt: 0.98}}\n")
+    code, output, _ = _batch(tmp_path, config)
+    assert code == 2
+    assert f"identity configuration {config}: matching.m.material.spec.exakt = 0.98: " in output
+    assert not (tmp_path / "out.jsonl").exists()
