@@ -236,19 +236,32 @@ def test_rules_may_name_every_field_of_the_canonical_bodies() -> None:
 # --------------------------------------------------------------------- one format, hub and CLI
 
 
-def _doc_yaml() -> str:
+def _doc_section() -> tuple[list[str], str]:
+    """The YAML examples of docs/identity.md's configuration section and its error output."""
     text = DOC.read_text(encoding="utf-8")
-    section = text[text.index("### `EAI_IDENTITY_CONFIG`") :]
-    found = re.search(r"```yaml\n(.*?)```", section, re.S)
-    assert found is not None
-    return found.group(1)
+    section = text[text.index("### `EAI_IDENTITY_CONFIG`") : text.index("### `EAI_IDENTITY_MODEL")]
+    examples, errors = section.split("#### Errors")
+    blocks = re.findall(r"```yaml\n(.*?)```", examples, re.S)
+    wrong = re.search(r"```yaml\n(.*?)```\s*```\n(.*?)```", errors, re.S)
+    assert blocks and wrong is not None
+    return blocks, wrong.group(1) + "\0" + wrong.group(2)
 
 
-def test_the_documented_example_loads_in_the_hub_and_in_the_command(tmp_path: Path) -> None:
-    file = write(tmp_path, _doc_yaml())
-    loaded = load_identity_file(file)
-    assert hub_flow(file).config == loaded.matching
-    assert load_matching(file) == loaded.matching
+def test_the_documented_examples_load_in_the_hub_and_in_the_command(tmp_path: Path) -> None:
+    for n, block in enumerate(_doc_section()[0]):
+        file = write(tmp_path, block, f"example{n}.yaml")
+        loaded = load_identity_file(file)
+        assert hub_flow(file).config == loaded.matching
+        assert load_matching(file) == loaded.matching
+
+
+def test_the_documented_error_output_is_what_the_hub_prints(tmp_path: Path) -> None:
+    text, output = _doc_section()[1].split("\0")
+    file = write(tmp_path, text)
+    with pytest.raises(IdentityConfigError) as info:
+        Hub(Settings(identity_config=file))
+    shown = "error: " + str(info.value).replace(str(file), "identity.yaml")
+    assert shown == output.strip()
 
 
 def _rows(tmp_path: Path) -> Path:
