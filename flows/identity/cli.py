@@ -6,7 +6,7 @@ import json
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +25,7 @@ from flows.identity.batch import (
     write_rows,
 )
 from flows.identity.config import IdentityConfig
+from flows.identity.config_file import load_matching
 from flows.identity.scoring import Model
 
 dedup_app = typer.Typer(
@@ -41,16 +42,15 @@ class Entity(StrEnum):
 
 
 def _load_config(path: Path | None) -> IdentityConfig:
+    """The matching settings of ``--config``: the hub's ``EAI_IDENTITY_CONFIG`` file as it is,
+    or the matching keys alone; the same loader as the hub, so the same errors."""
     if path is None:
         return IdentityConfig()
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data: Any = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
-    return IdentityConfig.model_validate(data)
+    try:
+        return load_matching(path)
+    except ValueError as exc:  # IdentityConfigError: names the file, key path, value and rule
+        _err.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
 
 
 def _read(path: Path) -> list[InputRow]:
@@ -69,7 +69,12 @@ def batch_command(
     output: Annotated[Path, typer.Option("--output", dir_okay=False, help="OUT.jsonl")],
     explain: Annotated[bool, typer.Option(help="Add each decision's evidence.")] = False,
     config: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="IdentityConfig JSON/YAML.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="The hub's EAI_IDENTITY_CONFIG file, or its matching keys alone (JSON/YAML).",
+        ),
     ] = None,
     model: Annotated[
         Path | None,

@@ -1,8 +1,145 @@
-"""Configuration of identity resolution, with defaults that need no tuning to start."""
+"""Configuration of identity resolution, with defaults that need no tuning to start.
+
+Problems are reported as ``ConfigIssue`` (key path, offending value, rule) so that a file an
+operator wrote can be corrected from the message alone; ``config_file`` adds the file's name.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flows.identity.scoring import COMPARISONS
+
+Loc = tuple[str | int, ...]
+# entity -> comparison -> level -> probability
+Overrides = dict[str, dict[str, dict[str, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a configuration: where (key path), what value, which rule."""
+
+    loc: Loc
+    value: object
+    rule: str
+
+    @property
+    def path(self) -> str:
+        return ".".join(str(part) for part in self.loc) or "(top level)"
+
+    def __str__(self) -> str:
+        return f"{self.path} = {show(self.value)}: {self.rule}"
+
+
+class ConfigIssues(ValueError):
+    """Issues raised inside a validator; pydantic keeps the exception, so its key paths survive
+    the wrapping and are joined to the path of the model that raised them."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(str(i) for i in self.issues))
+
+
+def show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _names(items: Sequence[str] | Mapping[str, Any]) -> str:
+    return ", ".join(items)
+
+
+def _comparisons(entity: str) -> dict[str, tuple[str, ...]]:
+    return {c.name: c.labels for c in COMPARISONS[entity]}
+
+
+def _levels(
+    entity: str, comparison: str, levels: Any, loc: Loc, issues: list[ConfigIssue], what: str
+) -> dict[str, float]:
+    labels = _comparisons(entity)[comparison]
+    if not isinstance(levels, Mapping):
+        issues.append(
+            ConfigIssue(loc, levels, f"must map levels of {comparison!r} to a probability")
+        )
+        return {}
+    out: dict[str, float] = {}
+    for label, value in levels.items():
+        where = (*loc, label)
+        if label not in labels:
+            rule = f"unknown level {label!r} of {what}; valid levels: "
+            issues.append(ConfigIssue(where, value, rule + _names(labels)))
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            issues.append(ConfigIssue(where, value, "must be a number, a probability"))
+        elif not 0 < value <= 1:
+            issues.append(ConfigIssue(where, value, "must be a probability: 0 < value <= 1"))
+        else:
+            out[str(label)] = float(value)
+    return out
+
+
+def per_entity_overrides(value: Any) -> Overrides:
+    """`m` / `u` as {entity: {comparison: {level: value}}}, from either accepted form.
+
+    Keyed by entity (``{material: {spec: {exact: 0.98}}}``): the comparisons of that entity.
+    Flat (``{spec: {exact: 0.98}}``, the older form): a name applies to every entity that has
+    that comparison (``id`` and ``weak_id`` to both, ``spec`` to materials); a name no entity
+    has is refused. Entity names and comparison names never coincide, so the form is known from
+    the keys; mixing the two is refused rather than given a precedence nobody would guess.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        rule = "must be a mapping {entity: {comparison: {level: probability}}}"
+        raise ConfigIssues([ConfigIssue((), value, rule)])
+    issues: list[ConfigIssue] = []
+    out: Overrides = {}
+    by_entity = [k for k in value if k in COMPARISONS]
+    if by_entity and len(by_entity) < len(value):
+        for key in value:
+            if key not in COMPARISONS:
+                rule = (
+                    f"the per-entity form ({_names(by_entity)}: ...) and the flat form are mixed; "
+                    f"put {key!r} under {_names(COMPARISONS)}"
+                )
+                issues.append(ConfigIssue((key,), value[key], rule))
+        raise ConfigIssues(issues)
+    if by_entity:
+        for entity, comparisons in value.items():
+            known = _comparisons(entity)
+            if not isinstance(comparisons, Mapping):
+                rule = f"must map comparisons of {entity} to their levels"
+                issues.append(ConfigIssue((entity,), comparisons, rule))
+                continue
+            for name, levels in comparisons.items():
+                if name not in known:
+                    rule = f"unknown comparison {name!r} of {entity}; valid: {_names(known)}"
+                    issues.append(ConfigIssue((entity, name), levels, rule))
+                    continue
+                what = f"{entity} comparison {name!r}"
+                got = _levels(entity, name, levels, (entity, name), issues, what)
+                out.setdefault(entity, {})[str(name)] = got
+    else:
+        for name, levels in value.items():
+            owners = [e for e in COMPARISONS if name in _comparisons(e)]
+            if not owners:
+                valid = "; ".join(f"{e}: {_names(_comparisons(e))}" for e in COMPARISONS)
+                rule = f"unknown comparison {name!r} (no entity has it); valid: {valid}"
+                issues.append(ConfigIssue((name,), levels, rule))
+                continue
+            for entity in owners:
+                # a shared comparison (id, weak_id) has the same levels in every entity:
+                # report a wrong level once
+                found: list[ConfigIssue] = []
+                got = _levels(entity, name, levels, (name,), found, f"comparison {name!r}")
+                issues.extend(i for i in found if i not in issues)
+                out.setdefault(entity, {})[str(name)] = got
+    if issues:
+        raise ConfigIssues(issues)
+    return out
 
 
 class IdentityConfig(BaseModel):
@@ -30,10 +167,11 @@ class IdentityConfig(BaseModel):
     # birth date agree exactly (see resolver.decide)
     dob_lifts_name_veto: bool = True
 
-    # fixed parameters instead of estimates: {"name": {"exact": 0.7}}; prior = P(random match)
+    # fixed parameters instead of estimates, per entity: {"material": {"spec": {"exact": 0.98}}}
+    # (the flat {"spec": {...}} is accepted: see per_entity_overrides); prior = P(random match)
     prior: float | None = Field(None, gt=0, lt=1)
-    m: dict[str, dict[str, float]] = Field(default_factory=dict)
-    u: dict[str, dict[str, float]] = Field(default_factory=dict)
+    m: Overrides = Field(default_factory=dict)
+    u: Overrides = Field(default_factory=dict)
     tf_weight: float = Field(1.0, ge=0)
     # smallest m an estimated level may get: no disagreement is impossible between true matches
     m_floor: float = Field(0.01, ge=0, lt=0.5)
@@ -52,8 +190,14 @@ class IdentityConfig(BaseModel):
     prior_block_size: int = Field(8, ge=2)
     prior_max_pairs: int = Field(1_000_000, ge=100)
 
+    @field_validator("m", "u", mode="before")
+    @classmethod
+    def _per_entity(cls, value: Any) -> Overrides:
+        return per_entity_overrides(value)
+
     @model_validator(mode="after")
     def _ordered(self) -> IdentityConfig:
         if self.lower > self.upper:
-            raise ValueError("lower threshold must not exceed upper threshold")
+            rule = f"lower threshold must not exceed upper threshold ({self.upper})"
+            raise ConfigIssues([ConfigIssue(("lower",), self.lower, rule)])
         return self

@@ -43,13 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
 from contracts import topics
 from contracts.envelope import Entity, Op
 from flows.identity.blocking import blocking_keys
 from flows.identity.config import IdentityConfig
+from flows.identity.config_file import IdentityFile, load_identity_file
 from flows.identity.profile import ENTITIES, Profile, build_profile
 from flows.identity.resolver import Decision, Resolver, golden_id_for
 from flows.identity.scoring import Model
@@ -388,26 +386,6 @@ def spec(
         topics=[topics.changes(Entity.customer), topics.changes(Entity.material)],
         handle=flow.handle,
     )
-
-
-class IdentityFile(BaseModel):
-    """What ``EAI_IDENTITY_CONFIG`` names: matching configuration and survivorship rules."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    matching: IdentityConfig = Field(default_factory=IdentityConfig)
-    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
-
-
-def load_identity_file(path: Path) -> IdentityFile:
-    """Parse and validate the file; any error names the file, so the hub stops with it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        return IdentityFile.model_validate(data or {})
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
-        raise ValueError(f"identity configuration {path}: {exc}") from exc
 
 
 def spec_from_settings(config_file: Path | None, model_dir: Path | None) -> FlowSpec:

@@ -34,6 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contracts.customer import Customer
+from contracts.material import Material
+from flows.identity.config import ConfigIssue, ConfigIssues
 from flows.identity.normalize import (
     check_identifier,
     fold,
@@ -103,6 +106,13 @@ DEFAULTS: dict[str, dict[str, FieldRule]] = {
     "customer": DEFAULT_CUSTOMER,
     "material": DEFAULT_MATERIAL,
 }
+# The fields a rule may name: those of the canonical body (a golden record is one), plus any
+# default. A name outside them matches no record, so a misspelling would leave the real field
+# on its default rule without a word: it is refused instead.
+FIELDS: dict[str, tuple[str, ...]] = {
+    entity: tuple(dict.fromkeys([*model.model_fields, *DEFAULTS[entity]]))
+    for entity, model in (("customer", Customer), ("material", Material))
+}
 
 
 class SurvivorshipConfig(BaseModel):
@@ -120,14 +130,28 @@ class SurvivorshipConfig(BaseModel):
     def _over_defaults(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             data = dict(data)
+            issues: list[ConfigIssue] = []
             for entity, defaults in DEFAULTS.items():
                 given = data.get(entity)
                 if isinstance(given, Mapping):
+                    valid = FIELDS[entity]
+                    issues.extend(
+                        ConfigIssue(
+                            (entity, name),
+                            rule,
+                            f"unknown {entity} field {name!r}; valid fields: {', '.join(valid)}",
+                        )
+                        for name, rule in given.items()
+                        if name not in valid
+                    )
                     data[entity] = {**defaults, **given}
+            if issues:
+                raise ConfigIssues(issues)
         return data
 
     @model_validator(mode="after")
     def _follows_known(self) -> SurvivorshipConfig:
+        issues: list[ConfigIssue] = []
         for entity in DEFAULTS:
             rules = self.rules(entity)
             for name, rule in rules.items():
@@ -135,10 +159,11 @@ class SurvivorshipConfig(BaseModel):
                 if leader is None:
                     continue
                 if leader not in rules or rules[leader].follows is not None:
-                    raise ValueError(
-                        f"{entity}.{name} follows {leader!r}, which must be a field with a rule "
-                        "of its own"
-                    )
+                    own = [f for f, r in rules.items() if r.follows is None]
+                    text = f"must name a field with a rule of its own; valid: {', '.join(own)}"
+                    issues.append(ConfigIssue((entity, name, "follows"), leader, text))
+        if issues:
+            raise ConfigIssues(issues)
         return self
 
     def rules(self, entity: str) -> dict[str, FieldRule]:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from flows.identity.batch import InputRow, evaluate, run_batch
 from flows.identity.cli import dedup_app
 from flows.identity.config import IdentityConfig
+from flows.identity.flow import default_model
 from flows.identity.profile import customer_profile
 from flows.identity.scoring import Model
 from flows.identity.training import fit
@@ -154,7 +155,37 @@ def test_small_input_keeps_default_parameters() -> None:
     rows, _ = synthetic(20)
     model, report = fit("customer", [customer_profile(r.record) for r in rows], IdentityConfig())
     assert model.params["dob"].m == Model.default("customer").params["dob"].m
+    # the prior too (decision 41): a prior fitted on a few pairs made merges easy
+    assert model.prior == Model.default("customer").prior and not model.kind_priors
     assert report.notes and "default" in report.notes[0]
+    configured, _ = fit(
+        "customer", [customer_profile(r.record) for r in rows], IdentityConfig(prior=1e-3)
+    )
+    assert configured.prior == 1e-3
+
+
+def _part(sid: str, name: str, spec: str, code: str) -> InputRow:
+    return InputRow("erp", sid, {"code": code, "name": name, "specification": spec, "uom": "PCS"})
+
+
+def test_a_handful_of_materials_is_decided_as_streaming_decides_it() -> None:
+    # the five screws of docs/identity.md: with a fitted prior (0.1, its cap) S4 joined the
+    # Phillips pan-head screw on the specification alone at p 0.62
+    rows = [
+        _part("P1", "十字盘头螺钉", "M3x8", "SCR-M3X8"),
+        _part("P2", "十字槽盘头螺丝", "M3*8", "SCRM3X8"),
+        _part("P3", "十字盘头螺钉", "M3x10", "SCR-M3X10"),
+        _part("S4", "不锈钢304内六角螺钉", "M3x8", "P-300"),
+        _part("S6", "不锈钢316内六角螺钉", "M3x8", "P-400"),
+    ]
+    batch = run_batch("material", rows, explain=True)
+    streaming = run_batch("material", rows, model=default_model("material"), explain=True)
+    assert batch.rows == streaming.rows
+    out = {r["source_id"]: r["cluster_id"] for r in batch.rows}
+    assert out["P1"] == out["P2"]
+    assert len({out["P1"], out["P3"], out["S4"], out["S6"]}) == 4
+    s4 = next(r for r in batch.rows if r["source_id"] == "S4")["evidence"]
+    assert s4["action"] == "new" and s4["score"] < 0.01
 
 
 def test_pairwise_metrics_by_hand() -> None:
