@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = Field(
         8, ge=1, description="calls per message before it is dead-lettered"
     )
+    delivery_retry_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="retry budget in time instead of attempts: a message failing this long "
+        "since its first failure is dead-lettered",
+    )
     delivery_backoff_initial_ms: int = Field(
         500, ge=1, description="first retry delay of a failed delivery"
     )

@@ -49,10 +49,13 @@ class DeliveryConfig:
     timeout_s: float = 10.0
     lease_s: float = 30.0
     poll_interval_ms: int = 250
+    retry_timeout_s: float | None = None  # when set: the retry budget is time, not attempts
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("delivery_max_attempts must be at least 1")
+        if self.retry_timeout_s is not None and self.retry_timeout_s <= 0:
+            raise ValueError("delivery_retry_timeout_s must be positive (unset: attempts only)")
         if self.concurrency < 1:
             raise ValueError("delivery_concurrency must be at least 1")
         if not 0 < self.backoff_initial_ms <= self.backoff_max_ms:

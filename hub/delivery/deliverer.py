@@ -208,6 +208,12 @@ class Deliverer:
             initial_s=self.config.backoff_initial_s,
             max_s=self.config.backoff_max_s,
             rand=self.rand.random,
+            failing_for_s=(
+                (datetime.now(UTC) - job.first_failure_at).total_seconds()
+                if job.first_failure_at is not None
+                else 0.0
+            ),
+            retry_timeout_s=self.config.retry_timeout_s,
         )
         done: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         self._outcomes.append(_Pending((job, result, decision), done))

@@ -80,8 +80,16 @@ def decide(
     initial_s: float,
     max_s: float,
     rand: Callable[[], float] = random.random,
+    failing_for_s: float = 0.0,
+    retry_timeout_s: float | None = None,
 ) -> Decision:
-    """What one attempt's outcome means, ``attempts`` counting this one."""
+    """What one attempt's outcome means, ``attempts`` counting this one.
+
+    With ``retry_timeout_s`` the budget is time, as Kafka Connect's ``errors.retry.timeout``:
+    a message failing for that long since its first failure (``failing_for_s``) is given up,
+    however many attempts that took, and ``max_attempts`` does not apply. An outage is
+    measured in minutes, not in attempts, and the backoff makes attempts a poor clock.
+    """
     if result.ok:
         return Decision(Verdict.delivered, reason=result.reason)
     if result.outcome is Outcome.permanent:
@@ -90,11 +98,24 @@ def decide(
             reason=f"{result.reason} (refused permanently at attempt {attempts})",
             error_class="DeliveryRefused",
         )
-    if attempts >= max_attempts:
+    if retry_timeout_s is not None:
+        if failing_for_s >= retry_timeout_s:
+            return Decision(
+                Verdict.dead,
+                reason=(
+                    f"{result.reason} (gave up after {attempts} attempts, failing for "
+                    f"{failing_for_s:.0f}s, retry timeout {retry_timeout_s:.0f}s)"
+                ),
+                error_class="DeliveryRetriesExhausted",
+            )
+    elif attempts >= max_attempts:
         return Decision(
             Verdict.dead,
             reason=f"{result.reason} (gave up after {attempts} attempts)",
             error_class="DeliveryRetriesExhausted",
         )
     delay = backoff_delay(attempts, initial_s, max_s, retry_after=result.retry_after, rand=rand)
+    if retry_timeout_s is not None:
+        # the last wait ends at the deadline: one more attempt exactly when the budget is spent
+        delay = max(0.0, min(delay, retry_timeout_s - failing_for_s))
     return Decision(Verdict.retry, delay_s=delay, reason=result.reason)

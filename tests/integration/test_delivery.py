@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -471,3 +472,30 @@ async def test_a_timed_out_call_that_landed_is_not_applied_twice(
         assert (row.status, row.attempts) == ("delivered", 2)
         assert row.local_id and await xref.local_id(s, "customer", "G-1", "crm") == row.local_id
     await engine.dispose()
+
+
+async def test_with_a_retry_timeout_a_down_target_is_retried_for_that_long_then_dead_lettered(
+    broker: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    gone = customer("G-3", "一直宕机有限公司")
+    # one attempt would be the budget without the timeout; the timeout replaces it
+    async with (
+        simulator("crm", tmp_path) as crm,
+        running(broker, sqlite_url, [crm], max_attempts=1, retry_timeout_s=2.0) as run,
+    ):
+        assert run.hub.sessions is not None
+        await crm.fault("down")
+        started = time.monotonic()
+        await publish(broker, "crm", [("G-3", gone)])
+
+        async def dead() -> bool:
+            return bool((await run.status())["crm"]["dead"] == 1)
+
+        await wait_until(dead, 20, "given up after the retry timeout")
+        waited = time.monotonic() - started
+        async with run.hub.sessions() as s:
+            [dl] = (await s.execute(select(DeadLetter))).scalars().all()
+    assert waited >= 2.0, "not before the retry timeout"
+    assert dl.attempts > 1, "retried past max_attempts while within the timeout"
+    assert dl.error_class == "DeliveryRetriesExhausted"
+    assert "HTTP 503" in dl.reason and "retry timeout 2s" in dl.reason

@@ -139,3 +139,60 @@ def test_lease_must_outlive_the_call_timeout() -> None:
         DeliveryConfig(timeout_s=10, lease_s=10)
     with pytest.raises(ValueError, match="backoff"):
         DeliveryConfig(backoff_initial_ms=5000, backoff_max_ms=100)
+
+
+def test_a_retry_timeout_makes_the_budget_time_not_attempts() -> None:
+    # ninth attempt, two minutes into a ten-minute budget: max_attempts no longer applies
+    ninth = decide(
+        result(Outcome.transient, "HTTP 503"),
+        9,
+        8,
+        initial_s=1,
+        max_s=300,
+        failing_for_s=120,
+        retry_timeout_s=600,
+    )
+    assert ninth.verdict is Verdict.retry
+    late = decide(
+        result(Outcome.transient, "connection refused"),
+        12,
+        8,
+        initial_s=1,
+        max_s=300,
+        failing_for_s=601,
+        retry_timeout_s=600,
+    )
+    assert late.verdict is Verdict.dead and late.error_class == "DeliveryRetriesExhausted"
+    assert late.reason.startswith("connection refused (gave up after 12 attempts")
+    assert "retry timeout 600s" in late.reason
+
+
+def test_the_last_wait_of_a_retry_timeout_ends_at_the_deadline() -> None:
+    d = decide(
+        result(Outcome.transient, "timeout"),
+        10,
+        8,
+        initial_s=1,
+        max_s=300,
+        rand=lambda: 1.0,
+        failing_for_s=590,
+        retry_timeout_s=600,
+    )
+    assert d.verdict is Verdict.retry and d.delay_s == 10.0
+
+
+def test_a_permanent_refusal_is_dead_at_once_even_with_a_retry_timeout() -> None:
+    d = decide(
+        result(Outcome.permanent, "HTTP 422"),
+        1,
+        8,
+        initial_s=1,
+        max_s=30,
+        retry_timeout_s=3600,
+    )
+    assert d.verdict is Verdict.dead and d.error_class == "DeliveryRefused"
+
+
+def test_a_retry_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="delivery_retry_timeout_s"):
+        DeliveryConfig(retry_timeout_s=0)
