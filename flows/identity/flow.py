@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import topics
-from contracts.envelope import Entity, Op
+from contracts.envelope import Entity, Envelope, Op
 from flows.identity.blocking import blocking_keys
 from flows.identity.config import IdentityConfig
 from flows.identity.config_file import IdentityFile, load_identity_file
@@ -119,6 +119,22 @@ class _Step:
     row: _Row
     decision: Decision | None  # None for a delete
     golden_id: str | None  # None for a delete of a record never resolved
+
+
+def merge_evidence(pair: tuple[str, str], cause: Envelope, decision: Decision) -> dict[str, Any]:
+    """What a golden merge event says about the matcher's decision: the record that joined,
+    the message that carried it, the match probability and each field's comparison."""
+    explained = decision.to_dict()
+    return {
+        "decided_by": "matcher",
+        "action": "merge",
+        "member": {"source_system": pair[0], "source_id": pair[1]},
+        "message_id": str(cause.message_id),
+        "score": explained["score"],
+        "match_weight": explained.get("match_weight"),
+        "flags": explained.get("flags", []),
+        "fields": explained["evidence"],
+    }
 
 
 def _member_record(row: _Row) -> MemberRecord:
@@ -241,6 +257,9 @@ class IdentityFlow:
             base = index.rows[gid].version if gid in index.rows else 0
             d = st.decision
             joined = d is not None and d.action == "merge" and "known_source" not in d.flags
+            if joined and d is not None:
+                # issue 4: the merge on the topic carries the matcher's evidence for it
+                body = {**body, "evidence": merge_evidence(st.row.pair, st.row.item.env, d)}
             env = golden_envelope(
                 entity,
                 gid,

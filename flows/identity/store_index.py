@@ -1026,7 +1026,16 @@ class Steward:
             )
         )
 
-    def _emit(self, out: Outcome, op: Op, row: GoldenRecord, body: dict[str, Any]) -> None:
+    def _emit(
+        self,
+        out: Outcome,
+        op: Op,
+        row: GoldenRecord,
+        body: dict[str, Any],
+        evidence: dict[str, Any],
+    ) -> None:
+        # issue 4: every merge and split on the topic says who decided it and why
+        body = {**body, "evidence": {"decided_by": self.actor, **evidence}}
         env = golden_envelope(self.entity, row.golden_id, row.version, op, body, self.now)
         out.events.append((topics.golden(self.entity), env))
         out.golden_ids.append(row.golden_id)
@@ -1095,15 +1104,17 @@ class Steward:
             self._event("merge", survivor_id, other.golden_id, evidence)
         survived, members = await self._rebuild(survivor)
         merged_from = [o.golden_id for o in others]
+        why = {"action": "merge", "reason": reason}
         self._emit(
             out,
             Op.merge,
             survivor,
             golden_body(survivor_id, survived, members, merged_from=merged_from),
+            {**why, "merged_from": merged_from},
         )
         for other in others:
             body = {"golden_id": other.golden_id, "merged_into": survivor_id, "members": []}
-            self._emit(out, Op.merge, other, body)
+            self._emit(out, Op.merge, other, body, {**why, "merged_into": survivor_id})
         await self._close_reviews(survivor_id, merged_from)
         return out
 
@@ -1157,12 +1168,18 @@ class Steward:
         survived, kept = await self._rebuild(row)
         split, split_members = await self._rebuild(target_row)
         self._event("unmerge", golden_id, target, {"reason": reason}, pair)
-        self._emit(out, Op.unmerge, row, golden_body(golden_id, survived, kept))
+        why = {
+            "action": "unmerge",
+            "reason": reason,
+            "member": {"source_system": pair[0], "source_id": pair[1]},
+        }
+        self._emit(out, Op.unmerge, row, golden_body(golden_id, survived, kept), why)
         self._emit(
             out,
             Op.unmerge,
             target_row,
             golden_body(target, split, split_members, split_from=golden_id),
+            why,
         )
         return out
 
@@ -1232,8 +1249,14 @@ class Steward:
         survived, kept = await self._rebuild(rows[target])
         left, left_members = await self._rebuild(rows[current])
         self._event("merge", target, current, evidence, pair)
-        self._emit(out, Op.merge, rows[target], golden_body(target, survived, kept))
-        self._emit(out, Op.unmerge, rows[current], golden_body(current, left, left_members))
+        why = {
+            "action": "review accepted",
+            **evidence,
+            "member": {"source_system": pair[0], "source_id": pair[1]},
+            "match": item.evidence,
+        }
+        self._emit(out, Op.merge, rows[target], golden_body(target, survived, kept), why)
+        self._emit(out, Op.unmerge, rows[current], golden_body(current, left, left_members), why)
         return item, out
 
 

@@ -1,8 +1,8 @@
 """What a golden-record event means for the subscribed systems (pure, no I/O).
 
 A golden event carries the surviving record plus ``golden_id``, ``members``, ``winners`` and,
-for merges and splits, ``merged_from`` / ``merged_into`` / ``split_from``. The subscribers get
-the canonical record only, after two rules:
+for merges and splits, ``merged_from`` / ``merged_into`` / ``split_from`` and ``evidence``.
+The subscribers get the canonical record only, after two rules:
 
 - Field ownership: a field listed in the configuration may be changed only by its owners. A
   change of it that came from another system is recorded as rejected and the subscribers keep
@@ -23,7 +23,7 @@ from typing import Any
 from flows.sync.config import MasterSync
 
 GOLDEN_EXTRAS = frozenset(
-    {"golden_id", "members", "winners", "merged_from", "merged_into", "split_from"}
+    {"golden_id", "members", "winners", "merged_from", "merged_into", "split_from", "evidence"}
 )
 HUB = "hub"
 

@@ -223,6 +223,9 @@ async def test_same_company_typed_in_crm_and_erp_becomes_one_golden_record(
         Customer.model_validate(row.record)
         kinds = await h.rows(select(IdentityEvent.kind, IdentityEvent.source_id))
         assert sorted(kinds) == [("merge", "100234"), ("upsert", "C-001")]
+        [(erp_change,)] = await h.rows(
+            select(GoldenMember.message_id).where(GoldenMember.source_id == "100234")
+        )
     msgs = await golden_messages(broker)
     assert [op for _, op, _ in msgs] == ["upsert", "merge"], "one merge event"
     key, _, merged = msgs[1]
@@ -237,6 +240,14 @@ async def test_same_company_typed_in_crm_and_erp_becomes_one_golden_record(
     ]
     assert body["winners"]["credit_limit"]["source_system"] == "erp"
     assert merged["source_version"] == 2  # the golden record's version
+    why = body["evidence"]
+    assert (why["decided_by"], why["action"]) == ("matcher", "merge")
+    assert why["member"] == {"source_system": "erp", "source_id": "100234"}
+    assert why["message_id"] == erp_change, "the message that linked ERP's record"
+    assert why["score"] == 1.0 and "id_match" in why["flags"], "the credit code decided"
+    decisive = [f for f in why["fields"] if f["field"] == "id"]
+    assert decisive and decisive[0]["level"].startswith("exact"), why["fields"]
+    assert "evidence" not in msgs[0][2]["body"], "a new record is no merge: nothing to explain"
 
 
 async def test_same_name_with_different_valid_credit_codes_stays_two(
@@ -465,6 +476,13 @@ async def test_merge_then_unmerge_through_the_api_restores_two_golden_records(
     assert ops[:2] == [(g1, "upsert"), (g2, "upsert")]
     assert (g1, "merge") in ops and (g2, "merge") in ops
     assert ops[-2:] == [(g1, "unmerge"), (g2, "unmerge")]
+    bodies = [(key, op, m["body"]) for key, op, m in await golden_messages(broker)]
+    manual = [b["evidence"] for key, op, b in bodies if op == "merge" and key == g1]
+    assert manual and manual[0]["action"] == "merge" and manual[0]["merged_from"] == [g2]
+    assert manual[0]["decided_by"] == "t-operator", "the name of the token that merged"
+    split = [b["evidence"] for _, op, b in bodies if op == "unmerge"]
+    assert len(split) == 2 and all(e["reason"] == "not the same" for e in split)
+    assert split[0]["member"] == {"source_system": "erp", "source_id": "E-1"}
 
 
 async def test_review_queue_accept_and_reject(broker: str, store_url: str) -> None:
