@@ -56,7 +56,7 @@ from hub.core.ledger import already_processed
 from hub.core.outbox import add_rows, outbox_values
 from hub.core.processor import BatchProcessor, FlowSpec, decode_envelope
 from hub.store.admin_models import ReplayJob
-from hub.store.db import is_sqlite
+from hub.store.db import is_sqlite, read_sessionmaker
 from hub.store.models import JournalEntry, SourceRecord
 
 if TYPE_CHECKING:
@@ -336,7 +336,11 @@ class FlowDryRun:
         pipeline: bool = False,
         max_message_bytes: int | None = None,
     ):
-        self.sessions, self.spec, self.force = sessions, spec, force
+        # Lookups only: on SQLite a read-only session begins deferred, so a chunk's lookups
+        # neither take the write lock nor queue in the write gate behind the flows' and the
+        # relay's transactions (decision 19b).
+        self.sessions = read_sessionmaker(sessions)
+        self.spec, self.force = spec, force
         self.pipeline = pipeline
         # the flow dead-letters a message above EAI_MAX_MESSAGE_BYTES before decoding it
         self.max_message_bytes = max_message_bytes
