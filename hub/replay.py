@@ -874,7 +874,7 @@ class JobRun:
         waiting, makes chunks full, and each chunk costs a store round trip or transaction."""
         recs: list[InboundRecord] = []
         timeout_ms = 300
-        while len(recs) < self.chunk:
+        while len(recs) < self.chunk and tps:
             batches = await consumer.getmany(
                 *tps, timeout_ms=timeout_ms, max_records=self.chunk - len(recs)
             )
@@ -887,6 +887,14 @@ class JobRun:
                     for r in batches[tp]
                     if plan.next <= r.offset < plan.stop
                 )
+                # Paused before the client's fetcher runs again: a partition left assigned
+                # at its stop goes on being fetched, and a fetch of partitions at the end of
+                # their log waits fetch_max_wait_ms (500 ms) at the broker while the partitions
+                # still to read wait behind it (one fetch in flight per broker): 0.1-0.4 s of
+                # a 0.9 s dry run of 30,000 messages.
+                if await consumer.position(tp) >= plan.stop:
+                    consumer.pause(tp)
+            tps = [tp for tp in tps if tp not in consumer.paused()]
             timeout_ms = 0
         return recs
 
