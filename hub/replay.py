@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
@@ -44,8 +45,19 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    ARRAY,
+    String,
+    TextualSelect,
+    and_,
+    bindparam,
+    column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.errors import ContractError
 from hub.broker import kafka
@@ -56,7 +68,7 @@ from hub.core.outbox import add_rows, outbox_values
 from hub.core.processor import BatchProcessor, FlowSpec, decode_envelope
 from hub.store.admin_models import ReplayJob
 from hub.store.db import is_sqlite, read_sessionmaker
-from hub.store.models import JournalEntry, SourceRecord
+from hub.store.models import JournalEntry, ProcessedMessage, SourceRecord
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -283,6 +295,47 @@ def _sqlite_load(n: int, dialect: Any) -> tuple[str, tuple[Callable[[Any], Any],
     return found
 
 
+@functools.cache
+def _pg_lookup(ledger: bool) -> TextualSelect:
+    """A dry-run chunk's lookups on PostgreSQL in one statement: the ledger's hits among the
+    chunk's ids (``:ledger``), then the stored records of the keys (``:e``, ``:s``, ``:i``) of
+    messages (``:mids``) the ledger does not hold. ``ledger``: False for a forced job (its own
+    ledger, empty for a dry run)."""
+    sr, pm = SourceRecord.__tablename__, ProcessedMessage.__tablename__
+    records = (
+        "SELECT NULL, r.entity, r.source_system, r.source_id, r.source_version, r.source_ts, "
+        f"r.updated_at, r.op, r.payload FROM unnest(:mids, :e, :s, :i) AS k(mid, e, s, i) "
+        f"JOIN {sr} r ON r.entity = k.e AND r.source_system = k.s AND r.source_id = k.i"
+    )
+    arrays = ["mids", "e", "s", "i"]
+    if ledger:
+        # The hits once (a CTE named twice is computed once), not a probe of the ledger per
+        # key again: in a replay of what was applied every message is a hit.
+        arrays.append("ledger")
+        records = (
+            f"WITH hits AS (SELECT message_id FROM {pm} "
+            "WHERE consumer = :consumer AND message_id = ANY(:ledger)) "
+            "SELECT message_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM hits "
+            f"UNION ALL {records} WHERE k.mid NOT IN (SELECT message_id FROM hits)"
+        )
+    t = SourceRecord.__table__
+    return (
+        text(records)
+        .bindparams(*(bindparam(a, type_=ARRAY(String)) for a in arrays))
+        .columns(
+            column("hit", String),
+            column("entity", String),
+            column("source_system", String),
+            column("source_id", String),
+            column("source_version", t.c.source_version.type),
+            column("source_ts", t.c.source_ts.type),
+            column("updated_at", t.c.updated_at.type),
+            column("op", String),
+            column("payload", t.c.payload.type),
+        )
+    )
+
+
 def _digest(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()
@@ -342,6 +395,13 @@ class FlowDryRun:
         # neither take the write lock nor queue in the write gate behind the flows' and the
         # relay's transactions (decision 19b).
         self.sessions = read_sessionmaker(sessions)
+        bind = sessions.kw.get("bind")
+        # Where the store is PostgreSQL, a chunk's lookups are one statement on a connection
+        # the job holds (``_lookups_pg``).
+        self._pg = (
+            bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        )
+        self._conn: AsyncConnection | None = None
         self.spec, self.force = spec, force
         self.pipeline = pipeline
         # the flow dead-letters a message above EAI_MAX_MESSAGE_BYTES before decoding it
@@ -379,9 +439,15 @@ class FlowDryRun:
         without waiting for them unless not pipelining. ``settle`` finishes the chunk."""
         decoded = self._decode(recs)
         await self.settle()
-        self._pending = _Pending(decoded, asyncio.create_task(self._lookups(decoded)))
+        lookups = self._lookups_pg(decoded) if self._pg is not None else self._lookups(decoded)
+        self._pending = _Pending(decoded, asyncio.create_task(lookups))
         if not self.pipeline:
             await self.settle()
+        elif self._pg is not None:
+            # One loop turn lets the task send its statement now; otherwise it would wait for
+            # the runner's next await, often after decoding the next chunk (a fetch served
+            # from the client's buffer does not yield), and nothing would overlap.
+            await asyncio.sleep(0)
 
     async def settle(self) -> None:
         """Wait for the submitted chunk's lookups and compare it: after this, the counts
@@ -401,6 +467,18 @@ class FlowDryRun:
             pending.lookups.cancel()
             with contextlib.suppress(BaseException):
                 await pending.lookups
+            if self._conn is not None:
+                # a statement cancelled midway leaves the connection in no known state
+                conn, self._conn = self._conn, None
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                    await conn.close()
+
+    async def close(self) -> None:
+        """Give back the connection the job held (PostgreSQL)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
     def _decode(self, recs: list[InboundRecord]) -> list[_Msg]:
         from contracts.registry import validate_body
@@ -458,6 +536,51 @@ class FlowDryRun:
                 }
                 if keys:
                     loaded = await self._load(s, keys)
+        return in_ledger, loaded
+
+    async def _lookups_pg(self, decoded: list[_Msg]) -> tuple[set[str], dict[Key, _Held]]:
+        """``_lookups`` as one statement: the ledger's hits and the stored records in one
+        round trip, each list as one array parameter.
+
+        Per chunk the session way cost a pool check-out with its ping, BEGIN, the ledger, the
+        records, ROLLBACK: up to five round trips, each waiting for a turn of the event loop
+        that decodes the next chunk. Arrays instead of ``IN (500 parameters)``: a statement
+        whose text does not change with the chunk's size (prepared once per connection) and
+        the ledger lookup ~30% faster (median 9.9 against 13.9 ms at load 4.6, plans made for
+        each run, decision 31). Autocommit: every statement sees what was committed when it
+        began, as a read-committed transaction per chunk did."""
+        in_ledger: set[str] = set()
+        loaded: dict[Key, _Held] = {}
+        if not decoded:
+            return in_ledger, loaded
+        state = self.state
+        mids: list[str] = []
+        kinds: list[str] = []
+        systems: list[str] = []
+        ids: list[str] = []
+        for mid, _, k, *_ in decoded:
+            if k is not None and k not in state:
+                mids.append(mid)
+                kinds.append(k[0])
+                systems.append(k[1])
+                ids.append(k[2])
+        ledger = not self.force
+        if not ledger and not mids:
+            return in_ledger, loaded
+        if self._conn is None:
+            assert self._pg is not None
+            conn = await self._pg.connect()
+            self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        params: dict[str, Any] = {"mids": mids, "e": kinds, "s": systems, "i": ids}
+        if ledger:
+            params["consumer"] = self.spec.name
+            params["ledger"] = [m[0] for m in decoded]
+        rows = await self._conn.execute(_pg_lookup(ledger), params)
+        for hit, e, sysname, sid, ver, ts, upd, op, payload in rows:
+            if hit is not None:
+                in_ledger.add(hit)
+            else:
+                loaded[(e, sysname, sid)] = (ver, ts or upd, op, payload)
         return in_ledger, loaded
 
     def _digest_of(self, source: _Source) -> str:
@@ -681,6 +804,13 @@ class JobRun:
     async def discard(self) -> None:
         if isinstance(self.target, FlowDryRun):
             await self.target.discard()
+
+    async def close(self) -> None:
+        """After the job's last progress is saved: what the target held goes back."""
+        if isinstance(self.target, FlowDryRun):
+            await self.target.discard()
+            with contextlib.suppress(Exception):
+                await self.target.close()
 
     async def _save(self, rows: Sequence[dict[str, object]] = (), *, now: bool = False) -> None:
         """Progress (and outbox rows of a topic target) in one transaction; throttled when
@@ -1093,6 +1223,9 @@ class ReplayRunner:
             await self._progress(run)
             await self._finish(job.id, "failed", f"{type(exc).__name__}: {exc}"[:4000])
             return
+        finally:
+            if run is not None:
+                await run.close()
         await self._finish(job.id, "done")
         log.info("replay %s done: %s", job.id, run.counters)
 
