@@ -1,12 +1,15 @@
-"""The replay dry run against each store: on PostgreSQL a chunk's ledger and record lookups are
-one statement on a connection the job holds (hub/replay.py, decision 38); the counts are the
-same as on SQLite and follow the records flow's rules."""
+"""The replay dry run against each store. A chunk's ledger and record lookups take a way of their
+own per store (hub/replay.py, decision 38): one statement on a connection the job holds on
+PostgreSQL, one worker-thread call on a connection of its own on a SQLite file, sessions where
+the dry run is given sessions not bound to an engine. The counts are the same every way and
+follow the records flow's rules."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from contracts.envelope import Envelope
 from flows.records.flow import spec
@@ -30,12 +33,16 @@ def rec(e: Envelope, offset: int) -> InboundRecord:
     return InboundRecord("canonical.customer", 0, offset, e.to_bytes(), e.key.encode())
 
 
+@pytest.mark.parametrize("via", ["engine", "connection"])
 @pytest.mark.parametrize("force", [False, True])
 @pytest.mark.parametrize("pipeline", [False, True])
-async def test_dry_run_counts_on_each_store(store_url: str, force: bool, pipeline: bool) -> None:
+async def test_dry_run_counts_on_each_store(
+    store_url: str, force: bool, pipeline: bool, via: str
+) -> None:
     engine = db.create_engine(store_url)
     await db.migrate(engine)
     sessions = db.sessionmaker(engine)
+    conn = await engine.connect()
     try:
         stored = [env("A", 2, "甲"), env("B", None, "乙")]
         await BatchProcessor(spec(), sessions, max_message_bytes=100_000).process(
@@ -55,7 +62,8 @@ async def test_dry_run_counts_on_each_store(store_url: str, force: bool, pipelin
                 env("B", None, "乙二", T2),  # update by timestamp
             ],
         ]
-        dry = FlowDryRun(sessions, spec(), force=force, pipeline=pipeline)
+        readers = sessions if via == "engine" else async_sessionmaker(conn)
+        dry = FlowDryRun(readers, spec(), force=force, pipeline=pipeline)
         try:
             offset = 0
             for chunk in chunks:
@@ -73,4 +81,5 @@ async def test_dry_run_counts_on_each_store(store_url: str, force: bool, pipelin
         assert dry.already_applied == (0 if force else 2)
         assert dry.invalid == 0
     finally:
+        await conn.close()
         await engine.dispose()
