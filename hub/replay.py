@@ -373,15 +373,19 @@ class FlowDryRun:
     """Decode, validate and check the ledger as the flow would; write nothing. For the records
     flow, also compare with ``source_records`` the way its handler does.
 
-    Per chunk: one ledger query, then one ``source_records`` query for the keys of the
-    messages the ledger does not hold (a replay of what was applied reads no records).
+    Per chunk: the ledger's hits among its ids, and ``source_records`` for the keys of the
+    messages the ledger does not hold (a replay of what was applied reads no records). How
+    depends on the store (decision 38): on PostgreSQL one statement on a connection the job
+    holds, on a SQLite file one worker-thread call on a query-only connection of its own,
+    otherwise two statements in a read-only session.
 
     ``submit``/``settle`` pipeline the chunks where the store is another process: a chunk's
     lookups run as a task while the runner fetches and decodes the next chunk. The comparison
     stays in message order: chunk k+1 is decoded while k's lookups run, but k is compared
     (``settle``) before k+1's lookups start, so they see the state k left, as without the
-    pipeline. With SQLite the lookups run on aiosqlite's thread, and overlapping them with
-    decoding made both slower (the GIL): there ``submit`` settles at once."""
+    pipeline. With SQLite the lookups run on another thread of this process, and overlapping
+    them with decoding made both slower (the GIL): there ``submit`` settles at once.
+    ``close`` gives back what the job held."""
 
     def __init__(
         self,
@@ -394,7 +398,7 @@ class FlowDryRun:
     ):
         # Lookups only: on SQLite a read-only session begins deferred, so a chunk's lookups
         # neither take the write lock nor queue in the write gate behind the flows' and the
-        # relay's transactions (decision 19b).
+        # relay's transactions (decision 19b). Used where neither way below applies.
         self.sessions = read_sessionmaker(sessions)
         bind = sessions.kw.get("bind")
         # Where the store is PostgreSQL, a chunk's lookups are one statement on a connection
@@ -479,7 +483,10 @@ class FlowDryRun:
         """Stop a submitted chunk's lookups (the job ends without counting it)."""
         pending, self._pending = self._pending, None
         if pending is not None and not pending.lookups.done():
-            pending.lookups.cancel()
+            if self._sqlite_file is None:
+                pending.lookups.cancel()
+            # (a worker thread cannot be stopped: its call ends before ``close`` may close
+            # the connection it uses)
             with contextlib.suppress(BaseException):
                 await pending.lookups
             if self._conn is not None:
@@ -557,7 +564,7 @@ class FlowDryRun:
         return in_ledger, loaded
 
     async def _lookups_sqlite(self, decoded: list[_Msg]) -> tuple[set[str], dict[Key, _Held]]:
-        """``_lookups`` on a SQLite file in one call of a worker thread, on a read-only
+        """``_lookups`` on a SQLite file in one call of a worker thread, on a query-only
         connection the job holds, outside the engine.
 
         Through the engine a chunk cost ~15 hand-overs between the event loop and aiosqlite's
