@@ -34,13 +34,13 @@ async def already_processed(session: AsyncSession, consumer: str, ids: Iterable[
     conn = await session.connection()
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
-        rows = await conn.exec_driver_sql(_sqlite_lookup(len(chunk)), (consumer, *chunk))
+        rows = await conn.exec_driver_sql(sqlite_lookup(len(chunk)), (consumer, *chunk))
         seen.update(r[0] for r in rows)
     return seen
 
 
 @lru_cache(maxsize=8)
-def _sqlite_lookup(n: int) -> str:
+def sqlite_lookup(n: int) -> str:
     table = ProcessedMessage.__tablename__
     marks = ",".join("?" * n)
     return f"SELECT message_id FROM {table} WHERE consumer = ? AND message_id IN ({marks})"

@@ -249,3 +249,26 @@ async def test_a_replay_dry_run_counts_an_oversize_message_invalid_as_the_flow_d
     await dry.deliver([rec(small, 1), rec(big, 2)])
     assert dry.invalid == 1
     assert dry.per_entity["customer"]["would_create"] == 1
+
+
+async def test_a_replay_dry_run_is_not_held_up_by_a_write_transaction(sessions: Any) -> None:
+    """The dry run only reads: a flow's or the relay's transaction that holds the store's
+    write lock meanwhile must not stall it (it used to wait for the lock, up to 30 s)."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from flows.records.flow import spec
+    from hub.replay import FlowDryRun
+
+    await BatchProcessor(spec(), sessions, max_message_bytes=100_000).process(
+        [rec(customer_env(1), 0)]
+    )
+    async with sessions() as writer, writer.begin():
+        await writer.execute(update(ProcessedMessage).values(consumer="records"))
+        dry = FlowDryRun(sessions, spec(), force=False)
+        await asyncio.wait_for(
+            dry.deliver([rec(customer_env(1, version=2), 1), rec(customer_env(2), 2)]), 5
+        )
+    assert dry.per_entity["customer"]["would_update"] == 1
+    assert dry.per_entity["customer"]["would_create"] == 1
