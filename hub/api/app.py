@@ -79,8 +79,9 @@ def create_app(hub: Hub) -> FastAPI:
     async def list_topics() -> list[dict[str, Any]]:
         """Every topic and partition with its true end offset (correct on the embedded broker
         too) and, for each flow consuming it, the offset its consumer group committed (all
-        workers together) and the lag. At most a second old: concurrent callers share one
-        round of broker requests."""
+        workers together) and the lag. Refreshed in the background once it is a second old, so
+        no caller waits for the broker round; after a pause of more than ten seconds the next
+        caller waits for a fresh one."""
         return await topics_cache.get(_topics)
 
     async def _topics() -> list[dict[str, Any]]:
