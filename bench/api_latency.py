@@ -282,6 +282,33 @@ async def lag_probe(deadline: float) -> list[float]:
     return late
 
 
+async def hub_lag(c: httpx.AsyncClient) -> dict[float, float]:
+    """The hub's own event-loop lag histogram (``eai_event_loop_lag_seconds``, cumulative
+    counts by upper bound): the hub process stalled, or this driver did."""
+    text = (await c.get("/metrics")).text
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("eai_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> str:
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return "hub event loop: no lag probe on /metrics"
+    over = [(le, total - n) for le, n in sorted(delta.items()) if le in (0.025, 0.05, 0.1, 0.25)]
+    # the smallest bound that holds every probe: the worst lag was at most that
+    worst = min(le for le, n in delta.items() if n >= total)
+    return (
+        f"hub event loop ({total:.0f} probes every 50 ms): late over "
+        + ", ".join(f"{le * 1000:.0f} ms: {n:.0f}" for le, n in over)
+        + (f"; all under {worst * 1000:.0f} ms" if worst != float("inf") else "; some over 2.5 s")
+    )
+
+
 def stalls(slow: list[tuple[float, float]]) -> list[tuple[float, int]]:
     """Slow requests grouped by overlap in time: (start of the group, requests in it). Many
     requests to different endpoints slow at the same moment point at the process or the
@@ -399,7 +426,9 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
     )
     print(f"{'endpoint':<32} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10}")
     labels = {path: label for label, path in endpoints()}
+    lag_before = await hub_lag(clients[0])
     by_path, errors, took = await operators(clients, list(labels))
+    lag_after = await hub_lag(clients[0])
     health = pct(by_path["/health"], 0.99) * 1000
     for path, lat in by_path.items():
         p50, p99 = pct(lat, 0.5) * 1000, pct(lat, 0.99) * 1000
@@ -418,6 +447,7 @@ async def measure(base: str, proc: subprocess.Popen[bytes]) -> None:
         f"{max(LAG, default=0) * 1000:.1f} ms",
         flush=True,
     )
+    print(f"  {lag_summary(lag_before, lag_after)}", flush=True)
     print(f"{CLIENTS} clients at once, each calling back to back (saturation):")
     print(f"{'endpoint':<32} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} errors")
     health_p99 = 0.0

@@ -74,6 +74,7 @@ def run(
 async def _run(settings: Settings) -> None:
     from hub.broker.epoch import BrokerLost
     from hub.broker.kafka import BrokerUnreachable
+    from hub.loop_health import settle_heap
     from hub.runtime import Hub, Restarting
     from hub.store.db import StoreUnavailable
 
@@ -90,6 +91,7 @@ async def _run(settings: Settings) -> None:
                 await hub.start()
             except (BrokerUnreachable, StoreUnavailable, RuntimeError) as exc:
                 _fail(str(exc))
+            settle_heap()
             console.print(
                 f"[green]eai-hub ready[/]: admin API http://{settings.host}:{settings.port} "
                 f"broker {hub.bootstrap}{' (embedded)' if hub.embedded else ''}"

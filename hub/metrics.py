@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -88,5 +88,11 @@ URGE_UNPLANNABLE = Counter(
     "eai_urge_unplannable_total",
     "Open approvals the urge scheduler can no longer plan under the current policy: no timer, "
     "not urged again until a new request message or a policy change.",
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Histogram(
+    "eai_event_loop_lag_seconds",
+    "How much later than due this process's event loop woke a 50 ms timer (admin API process).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )

@@ -263,6 +263,9 @@ class Hub:
             log_level="warning",
             lifespan="off",
         )
+        from hub.loop_health import probe_lag
+
+        self._tasks.append(asyncio.create_task(probe_lag(), name="event-loop-lag"))
         self.api_server = uvicorn.Server(config)
         self.api_server.install_signal_handlers = lambda: None
         task = asyncio.create_task(self.api_server.serve(), name="admin-api")
@@ -398,6 +401,7 @@ class Restarting:
 async def serve(settings: Settings, **kw: Any) -> None:
     """One hub until SIGTERM/SIGINT, started again after a broker loss (``Restarting``)."""
     from hub.broker.epoch import BrokerLost
+    from hub.loop_health import settle_heap
 
     r = Restarting()
     r.install_signals()
@@ -405,6 +409,7 @@ async def serve(settings: Settings, **kw: Any) -> None:
         r.hub = hub = Hub(settings, **kw)
         try:
             await hub.start()
+            settle_heap()
             await hub.wait()
             return
         except BrokerLost as exc:

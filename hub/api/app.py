@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+MONITOR_TTL_S = 5.0  # /topics and the store gauges of /metrics: refreshed behind, this old
+
+
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(
         title="eai-hub admin API",
@@ -72,11 +75,18 @@ def create_app(hub: Hub) -> FastAPI:
 
     from hub.api.cache import Coalesced
 
-    topics_cache: Coalesced[list[dict[str, Any]]] = Coalesced(ttl_s=1.0)
+    # The store's counts behind the gauges: three queries per scrape, one a scan of the dead
+    # letters, repeated by every dashboard that polls /metrics; now at most MONITOR_TTL_S old.
+    gauges_cache: Coalesced[None] = Coalesced(ttl_s=MONITOR_TTL_S)
+
+    # Each refresh starts one Kafka consumer per consumer group: CPU in this event loop that
+    # every other request waits behind, so not more often than every MONITOR_TTL_S.
+    topics_cache: Coalesced[list[dict[str, Any]]] = Coalesced(ttl_s=MONITOR_TTL_S)
 
     @app.get("/metrics", tags=["monitoring"], response_class=Response, dependencies=viewer)
     async def prometheus() -> Response:
-        await refresh_gauges(hub)
+        """Prometheus text format; the metric names are in docs/operations.md."""
+        await gauges_cache.get(lambda: refresh_gauges(hub))
         try:
             # eai_consumer_lag is set from the same (shared, cached) broker round as /topics.
             # Bounded well below Prometheus' default scrape_timeout (10 s).
@@ -91,8 +101,9 @@ def create_app(hub: Hub) -> FastAPI:
     async def list_topics() -> list[dict[str, Any]]:
         """Every topic and partition with its true end offset (correct on the embedded broker
         too) and, for each flow consuming it, the offset its consumer group committed (all
-        workers together) and the lag. At most a second old: concurrent callers share one
-        round of broker requests."""
+        workers together) and the lag. Refreshed in the background once it is five seconds
+        old, so no caller waits for the broker round; after a pause of more than fifty seconds
+        the next caller waits for a fresh one."""
         return await topics_cache.get(_topics)
 
     async def _topics() -> list[dict[str, Any]]:
