@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect
 
 from connectors.registry import CONNECTORS
+from hub.api.auth import Role, require
 from hub.ingest.store import write
 
 router = APIRouter(tags=["connectors"])
@@ -49,6 +50,8 @@ def _charset(content_type: str | None) -> str | None:
     "/connectors/{system}/{entity}",
     status_code=202,
     responses={503: {"description": "the store is busy or away: nothing accepted, retry"}},
+    # systems pushing records hold operator tokens: a webhook call writes to the hub
+    dependencies=[Depends(require(Role.operator))],
 )
 async def receive(
     system: str,
@@ -105,7 +108,7 @@ async def receive(
     return JSONResponse(body, status_code=202 if out.message_ids or not out.rejected else 422)
 
 
-@router.get("/connectors")
+@router.get("/connectors", dependencies=[Depends(require(Role.viewer))])
 async def status(request: Request) -> list[dict[str, Any]]:
     """Each connector: entities in and out, and per entity the last message seen and the
     counts accepted, rejected, delivered and failed (this process)."""

@@ -177,6 +177,14 @@ async def test_tokens_roles_and_audit(
             assert (await viewer.get("/dead-letters")).status_code == 200
             assert (await viewer.get("/replays")).status_code == 200
             assert (await viewer.get("/audit")).status_code == 403
+            # every read is a viewer's (docs/admin-api.md), but the token list and audit log
+            paths = h.app.openapi()["paths"]
+            reads = sorted(p for p, ops in paths.items() if "get" in ops and "{" not in p)
+            assert "/connectors" in reads and "/golden/{entity}" not in reads
+            for path in reads:
+                r = await viewer.get(path)
+                refused = r.status_code == 403
+                assert refused == (path in ("/tokens", "/audit")), (path, r.status_code, r.text)
         async with h.client("operator") as op, h.client("admin") as admin:
             assert (await op.get("/audit")).status_code == 403
             assert (
