@@ -146,3 +146,21 @@ async def test_configured_admin_token_is_stored_hashed(sessions: Any) -> None:
         rows = list((await s.execute(select(ApiToken))).scalars())
     assert len(rows) == 1 and rows[0].token_hash == hash_token(configured)
     assert configured not in (rows[0].hint + rows[0].name)
+
+
+async def test_a_changed_configured_admin_token_replaces_the_old_one(sessions: Any) -> None:
+    old, new = "first-configured-admin-token-0123456", "second-configured-admin-token-98765"
+    assert await ensure_admin_token(sessions, old) is None
+    minted = await ensure_admin_token(sessions, None)  # a bootstrap token is never touched
+    assert minted is None, "an admin token exists: nothing minted"
+    assert await ensure_admin_token(sessions, new) is None
+    async with sessions() as s:
+        rows = {r.token_hash: r for r in (await s.execute(select(ApiToken))).scalars()}
+    assert rows[hash_token(old)].revoked_at is not None, "the old value no longer works"
+    assert rows[hash_token(new)].revoked_at is None
+    assert await ensure_admin_token(sessions, new) is None
+    async with sessions() as s:
+        active = (
+            await s.execute(select(ApiToken.token_hash).where(ApiToken.revoked_at.is_(None)))
+        ).scalars()
+        assert list(active) == [hash_token(new)]
