@@ -133,19 +133,18 @@ async def ensure_admin_token(
             row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             # A changed EAI_ADMIN_TOKEN replaces the one set before: rotating the setting must
             # not leave the old value working (each `eai-hub demo` start sets a new one too).
-            replaced = (
-                await s.execute(
-                    update(ApiToken)
-                    .where(
-                        ApiToken.name == CONFIGURED_NAME,
-                        ApiToken.created_by == "settings",
-                        ApiToken.token_hash != digest,
-                        ApiToken.revoked_at.is_(None),
-                    )
-                    .values(revoked_at=datetime.now(UTC))
+            replaced = await s.scalars(
+                update(ApiToken)
+                .where(
+                    ApiToken.name == CONFIGURED_NAME,
+                    ApiToken.created_by == "settings",
+                    ApiToken.token_hash != digest,
+                    ApiToken.revoked_at.is_(None),
                 )
-            ).rowcount
-            if replaced:
+                .values(revoked_at=datetime.now(UTC))
+                .returning(ApiToken.id)
+            )
+            if replaced.all():
                 log.warning("EAI_ADMIN_TOKEN changed: the previous value no longer works")
             if row is None:
                 s.add(
