@@ -251,5 +251,36 @@ from hub.cli_connectors import register as _register_connectors  # noqa: E402
 _register_connectors(app)
 _register_admin(app)
 
+
+def settings_problems(exc: Exception) -> list[str]:
+    """One line per invalid setting, named as the operator set it (EAI_...), with the value
+    and the rule; empty when `exc` is not a settings validation error."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError) or exc.title != Settings.__name__:
+        return []
+    lines = []
+    for e in exc.errors():
+        name = "EAI_" + "_".join(str(p) for p in e["loc"]).upper()
+        lines.append(f"{name}={e.get('input')!r}: {e['msg']}")
+    return lines
+
+
+def main() -> None:
+    """The `eai-hub` command: a wrong setting is one line per problem, not a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        problems = settings_problems(exc)
+        if not problems:
+            raise
+        from rich.markup import escape
+
+        console.print("[bold red]error:[/] invalid settings (environment or .env):")
+        for line in problems:
+            console.print(f"  {escape(line)}")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()
