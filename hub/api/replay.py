@@ -173,6 +173,12 @@ async def create_replay(
         raise HTTPException(400, f"{body.target_topic!r} is not a valid topic name")
     if not await _topic_known(request, body.topic):
         raise HTTPException(404, f"topic {body.topic!r} is neither on the broker nor journaled")
+    if body.target_topic is not None and not body.dry_run:
+        from hub.broker.kafka import ensure_topics
+
+        # created as the hub creates its own (partitions, replication, retention), not with
+        # whatever a broker's auto-creation defaults to when the relay first publishes to it
+        await ensure_topics(hub.settings, hub.bootstrap, [body.target_topic])
     async with hub.sessions() as s, s.begin():
         job = ReplayJob(
             topic=body.topic,

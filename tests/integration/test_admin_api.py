@@ -27,7 +27,7 @@ from hub.api.admin import install, start_replay_runner
 from hub.api.app import create_app
 from hub.api.auth import Role, create_token
 from hub.broker.embedded import free_port
-from hub.broker.kafka import end_offsets
+from hub.broker.kafka import end_offsets, topic_end_offsets
 from hub.core.inbound import headers_to_json
 from hub.replay import PartitionPlan, ReplayRunner, new_counters
 from hub.runtime import Hub
@@ -435,6 +435,11 @@ async def test_replay_into_records_dry_run_ledger_and_force(broker: str, store_u
         assert (job["counters"]["matched"], job["report"]["published"]) == (3, 3)
         assert h.hub.relay is not None
         await h.hub.relay.drain()
+        made = [
+            p for p in await topic_end_offsets(h.hub.settings, broker) if p.topic == "replay.out"
+        ]
+        assert len(made) == 2, "created with EAI_TOPIC_PARTITIONS, not the broker's default"
+        assert sum(p.end_offset for p in made) == 3
         bad = await op.post("/replays", json={"topic": CUSTOMERS, "target_flow": "nope"})
         assert bad.status_code == 400
         both = {"topic": CUSTOMERS, "target_flow": "records", "target_topic": "x"}
