@@ -357,7 +357,12 @@ def dlq_redrive(
     if dry_run:
         for o in result["items"]:
             if o.get("value_text") is not None:
-                console.print(Panel(o["value_text"], title=f"{o['id']} would send"))
+                title = (
+                    f"{o['id']} would send"
+                    if o["outcome"] == "would_send"
+                    else (f"{o['id']} {o['outcome']}: would not send")
+                )
+                console.print(Panel(o["value_text"], title=title))
     console.print(
         f"sent {result['sent']}, would send {result['would_send']}, "
         f"invalid {result['invalid']}, skipped {result['skipped']}"

@@ -601,6 +601,10 @@ async def test_cli_against_the_api(broker: str, sqlite_url: str) -> None:
             run, "dlq", "redrive", str(dl_id), "--patch", patch, "--dry-run", **env
         )
         assert out.exit_code == 0 and "would_send" in out.stdout, out.stdout
+        assert f"{dl_id} would send" in out.stdout
+        unpatched = await asyncio.to_thread(run, "dlq", "redrive", str(dl_id), "--dry-run", **env)
+        assert "invalid" in unpatched.stdout and "would not send" in unpatched.stdout
+        assert f"{dl_id} would send" not in unpatched.stdout, unpatched.stdout
         out = await asyncio.to_thread(
             run, "replay", "create", "--topic", CUSTOMERS, "--flow", "records", "--dry-run", **env
         )
