@@ -355,3 +355,33 @@ async def test_sink_over_its_own_session_counts_a_closed_port_and_a_slow_answer_
         down = await sink.deliver("customer", CUSTOMER, "key-2")
     assert late.outcome is Outcome.transient and late.reason.startswith("timeout after 0.2s")
     assert down.outcome is Outcome.transient and down.reason.startswith("connection failed")
+
+
+async def test_sink_goes_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    seen: list[tuple[str, str]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append((request.host, request.path))
+        return web.json_response({"local_id": "0000500001"}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    erp = build_connectors()["erp"]
+    async with TestServer(app) as server:
+        for name in ("http_proxy", "https_proxy", "no_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", str(server.make_url("/")))
+        monkeypatch.setenv("NO_PROXY", "erp.local")
+        async with Sink(erp, "http://erp.corp", timeout=5) as sink:
+            via_proxy = await sink.deliver("customer", CUSTOMER, "key-1")
+        async with Sink(erp, "http://erp.local:9", timeout=5) as sink:
+            direct = await sink.deliver("customer", CUSTOMER, "key-2")
+    assert via_proxy.outcome is Outcome.delivered
+    assert seen == [("erp.corp", "/api/customers")]
+    # NO_PROXY: straight to a host that does not resolve, so the call fails
+    assert direct.outcome is Outcome.transient and direct.reason.startswith("connection failed")
