@@ -491,6 +491,25 @@ async def release(session: AsyncSession, ids: Sequence[int], owner: str) -> int:
     return _rowcount(res)
 
 
+async def unclaim(session: AsyncSession, ids: Sequence[int], owner: str) -> int:
+    """Give back claimed rows whose call was never made (claimed ahead, then the worker
+    stopped or waited too long): the lease, and the attempt the claim counted. A row back at
+    0 attempts is fresh again, so its next claim looks up create-or-update anew."""
+    if not ids:
+        return 0
+    res = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.leased_by == owner,
+            Delivery.status == PENDING,
+            Delivery.attempts > 0,
+        )
+        .values(lease_until=None, leased_by=None, attempts=Delivery.attempts - 1)
+    )
+    return _rowcount(res)
+
+
 async def redrive(
     session: AsyncSession,
     system: str,

@@ -363,3 +363,20 @@ async def test_a_batch_of_creates_links_its_keys_in_a_few_statements(sessions: S
         # the copy the hub created while the clerk's was linked keeps a key of its own
         dup = xref.duplicate_key("G-40-7", "crm", "KH-G-40-7")
         assert await xref.key_for(s, "customer", "crm", "KH-G-40-7") == dup
+
+
+async def test_unclaim_gives_a_row_back_as_if_never_claimed(sessions: Sessions) -> None:
+    await enqueue(sessions, item("G-1"), item("G-2"))
+    jobs = sorted(await claim(sessions), key=lambda j: j.key)
+    assert [j.target_local_id for j in jobs] == [None, None]
+    async with sessions() as s, s.begin():
+        # the CRM's own copy of G-1 became known while the row waited unstarted
+        await xref.link_if_absent(s, "customer", "G-1", "crm", "KH-CLERK")
+        assert await queue.unclaim(s, [j.id for j in jobs], "w2") == 0, "not w2's rows"
+        assert await queue.unclaim(s, [j.id for j in jobs], "w1") == 2
+    by_key = {r.key: r for r in await rows(sessions)}
+    assert all(r.attempts == 0 and r.leased_by is None for r in by_key.values())
+    again = {j.key: j for j in await claim(sessions, owner="w2")}
+    assert again.keys() == {"G-1", "G-2"}, "claimable at once by anyone"
+    assert again["G-1"].attempts == 1
+    assert again["G-1"].target_local_id == "KH-CLERK", "no request was made: now an update"
