@@ -86,8 +86,8 @@ class Deliverer:
         self._busy: set[int] = set()
         # Claim-ahead: rows claimed for the slots that will free next, each started the moment
         # a call returns, so the calls go on while a round is in the store (with the rounds
-        # only, every slot that freed waited for a round: ~half the calls/s). Each with the
-        # monotonic time its lease ends.
+        # only, every slot that freed waited for a round, which on SQLite queues behind the
+        # flows for the write lock). Each with the monotonic time it must start by.
         self._ready: deque[tuple[queue.Job, float]] = deque()
         self._calling = 0  # calls started whose outcome has not come back
         # ready rows given up unstarted (stopping, or too little lease left for a call)
@@ -206,7 +206,8 @@ class Deliverer:
         # the row may have been claimed again by a newer task already (a retry due at once)
         if self._inflight.get(job_id) is task:
             del self._inflight[job_id]
-            self._busy.discard(job_id)
+            if all(job.id != job_id for job, _ in self._ready):  # claimed again, not started
+                self._busy.discard(job_id)
         self.counters.in_flight = len(self._inflight)
 
     async def _call(self, job: queue.Job) -> DeliveryResult:
