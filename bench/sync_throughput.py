@@ -14,10 +14,11 @@ hub's, not the hub's and the simulator's on one core. After each run the stages 
 from the flows' own metrics (``hub.runners[*].metrics``): messages, batches, time applying
 them, and when each stage saw its last message.
 
-``python -m bench.sync_throughput [N] [sqlite|postgres ...] [--paced=K]`` (default 5,000,
-both stores; PostgreSQL in a temporary database on 127.0.0.1:5432; K cards in the latency
-run, default min(N, 5,000), 0 skips it). A 503 from the webhook (the store busy) is retried
-after its Retry-After, as a system pushing records would.
+``python -m bench.sync_throughput [N] [sqlite|postgres ...] [--paced=K] [--rate=R]`` (default
+5,000, both stores; PostgreSQL in a temporary database on 127.0.0.1:5432; K cards in the
+latency run, default min(N, 10 s at R), 0 skips it; R cards/s offered, default 500). A 503
+from the webhook (the store busy) is retried after its Retry-After, as a system pushing
+records would.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from tests.helpers import customer_env, produce_envs
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 5_000
 STORES = [a for a in sys.argv[1:] if a in ("sqlite", "postgres")] or ["sqlite", "postgres"]
-RATE = 500.0
+# --rate=R: cards per second offered in the latency run (default 500, the issue's figure)
+RATE = next((float(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--rate=")), 500.0)
 # --paced=K: cards in the latency run (default min(N, 10 s at RATE)); 0 skips it
 PACED = next((int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--paced=")), None)
 BATCH = 100

@@ -16,6 +16,7 @@ import random
 import socket
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -80,9 +81,17 @@ class Deliverer:
         self.counters = DelivererCounters()
         self.rand = rand or random.Random()
         self._inflight: dict[int, asyncio.Task[None]] = {}
-        # claimed rows whose outcome is not recorded yet: the slots in use (a task whose
-        # outcome was recorded may still be finishing, its slot is free already)
+        # claimed rows whose outcome is not recorded yet: ready, in a call, or waiting to be
+        # recorded (a task whose outcome was recorded may still be finishing)
         self._busy: set[int] = set()
+        # Claim-ahead: rows claimed for the slots that will free next, each started the moment
+        # a call returns, so the calls go on while a round is in the store (with the rounds
+        # only, every slot that freed waited for a round, which on SQLite queues behind the
+        # flows for the write lock). Each with the monotonic time it must start by.
+        self._ready: deque[tuple[queue.Job, float]] = deque()
+        self._calling = 0  # calls started whose outcome has not come back
+        # ready rows given up unstarted (stopping, or too little lease left for a call)
+        self._unstarted: list[int] = []
         # Outcomes waiting to be recorded: the next round records all that are waiting.
         self._outcomes: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -102,8 +111,9 @@ class Deliverer:
             while not self._stopping.is_set():
                 self._wake.clear()
                 outcomes = self._take_outcomes()
-                # a slot is free once its outcome is recorded, in this very round
-                free = self.config.concurrency - len(self._busy) + len(outcomes)
+                # a row is no longer held once its outcome is recorded, in this very round;
+                # up to one row ready per slot besides the calls in flight
+                free = 2 * self.config.concurrency - len(self._busy) + len(outcomes)
                 claimed = await self._round(outcomes, free)
                 if (claimed and claimed == free) or self._outcomes:
                     continue  # more may be due, or outcomes came back meanwhile
@@ -122,7 +132,8 @@ class Deliverer:
         """Record ``outcomes`` and claim up to ``free`` rows in one transaction; start the
         calls. If it fails, the outcomes are recorded row by row (one bad row cannot hold
         the others) and nothing is claimed this round."""
-        if not outcomes and free <= 0:
+        unstarted, self._unstarted = self._unstarted, []
+        if not outcomes and free <= 0 and not unstarted:
             return 0
         recorded = {p.attempt[0].id for p in outcomes}
         busy = sorted(self._busy - recorded)
@@ -138,7 +149,9 @@ class Deliverer:
                         now=datetime.now(UTC),
                         second_copy=self.second_copy,
                     )
-                if free > 0:
+                if unstarted:
+                    await queue.unclaim(s, unstarted, self.owner)
+                if free > 0 and not self._stopping.is_set():
                     jobs = await queue.claim(
                         s,
                         self.system,
@@ -148,6 +161,8 @@ class Deliverer:
                         exclude=busy,
                     )
         except Exception as exc:
+            # not given back: their leases run out, and the attempt each claim counted stays
+            self._busy.difference_update(unstarted)
             if outcomes:
                 log.info("deliver.%s: batch record failed (%s); row by row", self.system, exc)
                 for p in outcomes:
@@ -162,19 +177,37 @@ class Deliverer:
         for p in outcomes:
             p.resolve(answers[p.attempt[0].id])
         self._busy -= recorded
+        self._busy.difference_update(unstarted)
+        # a call may be started up to (lease - timeout - 1 s) after its claim: it then ends
+        # (or times out) before the lease does, and no second worker can claim it meanwhile
+        start_by = time.monotonic() + self.config.lease_s - self.config.timeout_s - 1.0
         for job in jobs:
+            self._busy.add(job.id)
+            self._ready.append((job, start_by))
+        self._fill()
+        return len(jobs)
+
+    def _fill(self) -> None:
+        """Start ready rows while a slot is free."""
+        now = time.monotonic()
+        while self._ready and self._calling < self.config.concurrency:
+            job, start_by = self._ready.popleft()
+            if self._stopping.is_set() or now > start_by:
+                self._unstarted.append(job.id)
+                self._wake.set()
+                continue
+            self._calling += 1
             task = asyncio.create_task(self._deliver(job), name=f"deliver-{self.system}-{job.id}")
             self._inflight[job.id] = task
-            self._busy.add(job.id)
             task.add_done_callback(functools.partial(self._done, job.id))
         self.counters.in_flight = len(self._inflight)
-        return len(jobs)
 
     def _done(self, job_id: int, task: asyncio.Task[None]) -> None:
         # the row may have been claimed again by a newer task already (a retry due at once)
         if self._inflight.get(job_id) is task:
             del self._inflight[job_id]
-            self._busy.discard(job_id)
+            if all(job.id != job_id for job, _ in self._ready):  # claimed again, not started
+                self._busy.discard(job_id)
         self.counters.in_flight = len(self._inflight)
 
     async def _call(self, job: queue.Job) -> DeliveryResult:
@@ -197,7 +230,13 @@ class Deliverer:
 
     async def _deliver(self, job: queue.Job) -> None:
         c = self.counters
-        result = await self._call(job)
+        try:
+            result = await self._call(job)
+        finally:
+            # the slot is free as soon as the call returns: the next ready row starts now,
+            # not after the round that records this outcome
+            self._calling -= 1
+            self._fill()
         c.attempts += 1
         metrics.ATTEMPTS.labels(self.system, result.outcome.value).inc()
         faults.reached("deliver_after_call")
@@ -294,8 +333,14 @@ class Deliverer:
         return None
 
     async def _drain(self) -> None:
-        """On stop: let calls in flight finish briefly, recording their outcomes, then
-        cancel the rest, record what came back, and give the rows of the others back."""
+        """On stop: give the ready rows back unstarted, let calls in flight finish briefly,
+        recording their outcomes, then cancel the rest, record what came back, and give the
+        rows of the others back."""
+        self._unstarted.extend(job.id for job, _ in self._ready)
+        self._ready.clear()
+        if self._unstarted:
+            with contextlib.suppress(Exception):
+                await self._round([], 0)
         ids = list(self._inflight)
         deadline = time.monotonic() + min(self.config.timeout_s, 5.0)
         while self._inflight and time.monotonic() < deadline:

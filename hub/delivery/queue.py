@@ -378,8 +378,7 @@ async def finish_many(
     if updates:
         await session.execute(update(Delivery), updates)
     await xref.upsert_many(session, xrefs)
-    for job, local in creates:
-        await _link_created(session, job, local, now, second_copy)
+    await _link_created(session, creates, now, second_copy)
     for job, decision, first in dead:
         await dead_letter(
             session,
@@ -395,11 +394,49 @@ async def finish_many(
 
 
 async def _link_created(
-    session: AsyncSession, job: Job, local: str, now: datetime, second_copy: SecondCopy | None
+    session: AsyncSession,
+    creates: Sequence[tuple[Job, str]],
+    now: datetime,
+    second_copy: SecondCopy | None,
 ) -> None:
-    kept = await xref.link_if_absent(session, job.entity, job.key, job.system, local)
-    if kept == local:
+    """Link the keys of records the hub created, each unless its key was linked meanwhile:
+    one insert-if-absent for the batch and one read-back per system, not two statements per
+    create (on SQLite each statement of a round holds the one write lock)."""
+    if not creates:
         return
+    await xref.insert_absent_many(
+        session,
+        [
+            {
+                "entity": job.entity,
+                "key": job.key,
+                "system": job.system,
+                "local_id": local,
+                "updated_at": now,
+            }
+            for job, local in creates
+        ],
+    )
+    kept: dict[tuple[str, str, str], str] = {}
+    for system in {job.system for job, _ in creates}:
+        found = await xref.local_ids(
+            session, system, [(j.entity, j.key) for j, _ in creates if j.system == system]
+        )
+        kept.update({(e, k, system): lid for (e, k), lid in found.items()})
+    for job, local in creates:
+        holder = kept.get((job.entity, job.key, job.system), local)
+        if holder != local:
+            await _link_second_copy(session, job, local, holder, now, second_copy)
+
+
+async def _link_second_copy(
+    session: AsyncSession,
+    job: Job,
+    local: str,
+    kept: str,
+    now: datetime,
+    second_copy: SecondCopy | None,
+) -> None:
     dup = xref.duplicate_key(job.key, job.system, local)
     await xref.upsert_many(
         session,
@@ -450,6 +487,25 @@ async def release(session: AsyncSession, ids: Sequence[int], owner: str) -> int:
         update(Delivery)
         .where(Delivery.id.in_(list(ids)), Delivery.leased_by == owner)
         .values(lease_until=None, leased_by=None)
+    )
+    return _rowcount(res)
+
+
+async def unclaim(session: AsyncSession, ids: Sequence[int], owner: str) -> int:
+    """Give back claimed rows whose call was never made (claimed ahead, then the worker
+    stopped or waited too long): the lease, and the attempt the claim counted. A row back at
+    0 attempts is fresh again, so its next claim looks up create-or-update anew."""
+    if not ids:
+        return 0
+    res = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.leased_by == owner,
+            Delivery.status == PENDING,
+            Delivery.attempts > 0,
+        )
+        .values(lease_until=None, leased_by=None, attempts=Delivery.attempts - 1)
     )
     return _rowcount(res)
 

@@ -293,3 +293,95 @@ def test_requisitions_cover_every_authority_band() -> None:
     assert any(a < 1000 for a in amounts)
     assert any(1000 <= a <= 5000 for a in amounts)
     assert any(a > 5000 for a in amounts)
+
+
+# The sink's own HTTP session (no client given: how the hub delivers) against a real server.
+async def test_sink_over_its_own_session_classifies_real_answers() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    answers = [
+        web.json_response({"local_id": "0000500001"}, status=201),
+        web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "7"}),
+        web.json_response({"error": "bad plant"}, status=422),
+    ]
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(
+            (request.method, request.path, request.headers["Idempotency-Key"], await request.read())
+        )
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    async with TestServer(app) as server:
+        base = str(server.make_url("/"))
+        async with Sink(build_connectors()["erp"], base, timeout=5) as sink:
+            created = await sink.deliver("customer", CUSTOMER, "key-1")
+            busy = await sink.deliver("customer", CUSTOMER, "key-2", local_id="0000500001")
+            refused = await sink.deliver("customer", CUSTOMER, "key-3")
+    assert created.outcome is Outcome.delivered and created.local_id == "0000500001"
+    assert busy.outcome is Outcome.transient and busy.retry_after == 7.0
+    assert busy.status_code == 503 and "busy" in busy.reason
+    assert refused.outcome is Outcome.permanent and "bad plant" in refused.reason
+    assert [(m, p, k) for m, p, k, _ in seen] == [
+        ("POST", "/api/customers", "key-1"),
+        ("PUT", "/api/customers/0000500001", "key-2"),
+        ("POST", "/api/customers", "key-3"),
+    ]
+    assert '"NAME1":"深圳市华丰电器有限公司"' in seen[0][3].decode().replace(" ", "")
+
+
+async def test_sink_over_its_own_session_counts_a_closed_port_and_a_slow_answer_transient() -> None:
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    erp = build_connectors()["erp"]
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.json_response({"local_id": "1"}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    server = TestServer(app)
+    async with server, Sink(erp, str(server.make_url("/")), timeout=0.2) as sink:
+        late = await sink.deliver("customer", CUSTOMER, "key-1")
+    port = server.port
+    async with Sink(erp, f"http://127.0.0.1:{port}", timeout=1) as sink:
+        down = await sink.deliver("customer", CUSTOMER, "key-2")
+    assert late.outcome is Outcome.transient and late.reason.startswith("timeout after 0.2s")
+    assert down.outcome is Outcome.transient and down.reason.startswith("connection failed")
+
+
+async def test_sink_goes_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    seen: list[tuple[str, str]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append((request.host, request.path))
+        return web.json_response({"local_id": "0000500001"}, status=201)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    erp = build_connectors()["erp"]
+    async with TestServer(app) as server:
+        for name in ("http_proxy", "https_proxy", "no_proxy", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", str(server.make_url("/")))
+        monkeypatch.setenv("NO_PROXY", "erp.local")
+        async with Sink(erp, "http://erp.corp", timeout=5) as sink:
+            via_proxy = await sink.deliver("customer", CUSTOMER, "key-1")
+        async with Sink(erp, "http://erp.local:9", timeout=5) as sink:
+            direct = await sink.deliver("customer", CUSTOMER, "key-2")
+    assert via_proxy.outcome is Outcome.delivered
+    assert seen == [("erp.corp", "/api/customers")]
+    # NO_PROXY: straight to a host that does not resolve, so the call fails
+    assert direct.outcome is Outcome.transient and direct.reason.startswith("connection failed")

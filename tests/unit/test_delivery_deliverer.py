@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -100,3 +101,104 @@ async def test_rounds_record_and_claim_together_in_key_order(
     # record transaction, it was twice as many); only the first claim records nothing
     assert recordings < calls // 2, f"{recordings} recordings for {calls} calls"
     assert writes <= recordings + 2, f"{writes} write transactions, {recordings} recordings"
+
+
+class GatedTarget(FakeTarget):
+    """Holds every call until ``gate`` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started: list[str] = []
+
+    async def deliver(
+        self, entity: Any, body: Any, idempotency_key: str, *, local_id: str | None = None
+    ) -> DeliveryResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.started.append(str(body["name"]))
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
+        self.calls[str(body["name"])].append(idempotency_key)
+        return DeliveryResult(Outcome.delivered, "crm", "customer", 201, f"L-{body['name']}")
+
+
+async def test_rows_claimed_ahead_go_back_unattempted_when_the_deliverer_stops(
+    sessions: Sessions,
+) -> None:
+    await enqueue(sessions, *[item(f"G-{k}", name=f"G-{k}") for k in range(6)], system="crm")
+    config = DeliveryConfig(concurrency=2, timeout_s=0.3, lease_s=30, poll_interval_ms=50)
+    target = GatedTarget()
+    deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
+    running = asyncio.create_task(deliverer.run())
+    async with asyncio.timeout(10):
+        while target.in_flight < 2:
+            await asyncio.sleep(0.01)
+    async with sessions() as s:
+        leased = (await s.scalars(select(Delivery).where(Delivery.leased_by.is_not(None)))).all()
+    assert len(leased) == 4, "two calls in flight and two rows ready for the next free slots"
+    deliverer.stop()  # the calls never return: cancelled at the timeout, their rows released
+    await running
+    async with sessions() as s:
+        after = {r.key: r for r in await s.scalars(select(Delivery))}
+    assert all(r.leased_by is None and r.lease_until is None for r in after.values())
+    attempted = {r.key: r.attempts for r in after.values() if r.attempts}
+    assert attempted == dict.fromkeys(target.started, 1), "only the calls made count"
+    assert len(target.started) == 2
+    # another worker takes all six at once and delivers each exactly once
+    second = FakeTarget()
+    other = Deliverer("crm", second, sessions, config)  # type: ignore[arg-type]
+    running = asyncio.create_task(other.run())
+    try:
+        async with asyncio.timeout(10):
+            while other.counters.delivered < 6:
+                await asyncio.sleep(0.02)
+    finally:
+        other.stop()
+        await running
+    assert sorted(second.calls) == [f"G-{k}" for k in range(6)]
+    assert all(len(v) == 1 for v in second.calls.values())
+
+
+async def test_a_row_ready_too_long_for_its_lease_is_given_back_and_sent_later(
+    sessions: Sessions,
+) -> None:
+    # lease 1.35 s, timeout 0.3 s: a ready row must start within 0.05 s of its claim (the
+    # lease must outlive a call by a second), and the one call in flight takes 0.3 s, so
+    # every ready row runs out of time once
+    await enqueue(sessions, *[item(f"G-{k}", name=f"G-{k}") for k in range(4)], system="crm")
+    config = DeliveryConfig(concurrency=1, timeout_s=0.3, lease_s=1.35, poll_interval_ms=20)
+    target = FakeTarget()
+    orig = target.deliver
+    lease_left: list[float] = []
+
+    async def slow(entity: Any, body: Any, key: str, **kw: Any) -> DeliveryResult:
+        async with sessions() as s:
+            until = await s.scalar(select(Delivery.lease_until).where(Delivery.message_id == key))
+        assert until is not None
+        lease_left.append((until.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds())
+        await asyncio.sleep(0.28)
+        return await orig(entity, body, key, **kw)
+
+    target.deliver = slow  # type: ignore[method-assign]
+    deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
+    running = asyncio.create_task(deliverer.run())
+    try:
+        async with asyncio.timeout(20):
+            while deliverer.counters.delivered < 4:
+                await asyncio.sleep(0.02)
+    finally:
+        deliverer.stop()
+        await running
+    async with sessions() as s:
+        after = list(await s.scalars(select(Delivery)))
+    assert sorted(target.calls) == [f"G-{k}" for k in range(4)]
+    assert all(len(v) == 1 for v in target.calls.values()), "each sent once"
+    # no call starts with less of its lease left than a call may take plus the second of
+    # margin (minus this check's own read): no second worker claims it while in flight
+    assert min(lease_left) > config.timeout_s + 0.9, lease_left
+    assert [(r.status, r.attempts) for r in after] == [(DELIVERED, 1)] * 4, (
+        "a row given back unstarted has not used an attempt"
+    )

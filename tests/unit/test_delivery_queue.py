@@ -314,3 +314,69 @@ async def test_outcomes_of_many_attempts_are_recorded_together(sessions: Session
         assert (await s.execute(select(DeadLetter.message_id))).scalars().all() == [
             jobs[3].message_id
         ]
+
+
+async def _record_creates(sessions: Sessions, n: int, raced: str | None = None) -> int:
+    """Claim ``n`` creates, let the sync flow link ``raced`` meanwhile, record them all
+    delivered in one batch; returns the statements the recording took."""
+    from sqlalchemy import event
+
+    await enqueue(sessions, *(item(f"G-{n}-{i}") for i in range(n)))
+    jobs = await claim(sessions, n)
+    if raced is not None:
+        async with sessions() as s, s.begin():
+            await xref.link_if_absent(s, "customer", raced, "crm", "KH-CLERK")
+    batch = [
+        (
+            j,
+            DeliveryResult(Outcome.delivered, "crm", "customer", 201, f"KH-{j.key}"),
+            Decision(Verdict.delivered),
+        )
+        for j in jobs
+    ]
+    engine = sessions.kw["bind"]
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    async with sessions() as s, s.begin():
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            got = await queue.finish_many(s, "w1", batch, now=T0)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert all(got.values())
+    return statements
+
+
+async def test_a_batch_of_creates_links_its_keys_in_a_few_statements(sessions: Sessions) -> None:
+    small = await _record_creates(sessions, 2)
+    large = await _record_creates(sessions, 40, raced="G-40-7")
+    assert large <= small + 1, f"{small} statements for 2 creates, {large} for 40"
+    async with sessions() as s:
+        for i in range(40):
+            key = f"G-40-{i}"
+            want = "KH-CLERK" if i == 7 else f"KH-{key}"
+            assert await xref.local_id(s, "customer", key, "crm") == want
+        # the copy the hub created while the clerk's was linked keeps a key of its own
+        dup = xref.duplicate_key("G-40-7", "crm", "KH-G-40-7")
+        assert await xref.key_for(s, "customer", "crm", "KH-G-40-7") == dup
+
+
+async def test_unclaim_gives_a_row_back_as_if_never_claimed(sessions: Sessions) -> None:
+    await enqueue(sessions, item("G-1"), item("G-2"))
+    jobs = sorted(await claim(sessions), key=lambda j: j.key)
+    assert [j.target_local_id for j in jobs] == [None, None]
+    async with sessions() as s, s.begin():
+        # the CRM's own copy of G-1 became known while the row waited unstarted
+        await xref.link_if_absent(s, "customer", "G-1", "crm", "KH-CLERK")
+        assert await queue.unclaim(s, [j.id for j in jobs], "w2") == 0, "not w2's rows"
+        assert await queue.unclaim(s, [j.id for j in jobs], "w1") == 2
+    by_key = {r.key: r for r in await rows(sessions)}
+    assert all(r.attempts == 0 and r.leased_by is None for r in by_key.values())
+    again = {j.key: j for j in await claim(sessions, owner="w2")}
+    assert again.keys() == {"G-1", "G-2"}, "claimable at once by anyone"
+    assert again["G-1"].attempts == 1
+    assert again["G-1"].target_local_id == "KH-CLERK", "no request was made: now an update"
