@@ -47,6 +47,12 @@ class _Pending:
         if not self.done.done():
             self.done.set_result(value)
 
+    def override(self, overrides: dict[int, Decision]) -> None:
+        """The store may decide otherwise than the call's outcome (a 409 conflict)."""
+        job, result, _ = self.attempt
+        if job.id in overrides:
+            self.attempt = (job, result, overrides[job.id])
+
 
 def worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -141,6 +147,7 @@ class Deliverer:
         try:
             async with self.sessions() as s, s.begin():
                 answers: dict[int, bool] = {}
+                overrides: dict[int, Decision] = {}
                 if outcomes:
                     answers = await queue.finish_many(
                         s,
@@ -148,6 +155,7 @@ class Deliverer:
                         [p.attempt for p in outcomes],
                         now=datetime.now(UTC),
                         second_copy=self.second_copy,
+                        overrides=overrides,
                     )
                 if unstarted:
                     await queue.unclaim(s, unstarted, self.owner)
@@ -166,7 +174,7 @@ class Deliverer:
             if outcomes:
                 log.info("deliver.%s: batch record failed (%s); row by row", self.system, exc)
                 for p in outcomes:
-                    p.resolve(await self._record_one(p.attempt))
+                    p.resolve(await self._record_one(p))
                 self._busy -= recorded
                 return 0
             self.counters.store_errors += 1
@@ -175,6 +183,7 @@ class Deliverer:
             await asyncio.sleep(min(5.0, self.config.poll_interval_ms / 1000 * 4))
             return 0
         for p in outcomes:
+            p.override(overrides)
             p.resolve(answers[p.attempt[0].id])
         self._busy -= recorded
         self._busy.difference_update(unstarted)
@@ -255,7 +264,8 @@ class Deliverer:
             retry_timeout_s=self.config.retry_timeout_s,
         )
         done: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
-        self._outcomes.append(_Pending((job, result, decision), done))
+        pending = _Pending((job, result, decision), done)
+        self._outcomes.append(pending)
         self._wake.set()
         recorded = await done
         if recorded is None:
@@ -268,7 +278,7 @@ class Deliverer:
                 job.message_id,
             )
             return
-        self._count(job, result, decision)
+        self._count(job, result, pending.attempt[2])
 
     def _count(self, job: queue.Job, result: DeliveryResult, decision: Decision) -> None:
         c = self.counters
@@ -301,23 +311,28 @@ class Deliverer:
                 decision.reason,
             )
 
-    async def _record_one(self, attempt: queue.Attempt) -> bool | None:
+    async def _record_one(self, pending: _Pending) -> bool | None:
         """On store trouble retry briefly, then leave the row to its lease (the next
         attempt repeats the call with the same idempotency key)."""
+        attempt = pending.attempt
         job = attempt[0]
         delay = 0.1
         for n in range(4):
             try:
+                overrides: dict[int, Decision] = {}
                 async with self.sessions() as s, s.begin():
-                    return (
+                    answer = (
                         await queue.finish_many(
                             s,
                             self.owner,
                             [attempt],
                             now=datetime.now(UTC),
                             second_copy=self.second_copy,
+                            overrides=overrides,
                         )
                     )[job.id]
+                pending.override(overrides)
+                return answer
             except Exception as exc:
                 self.counters.store_errors += 1
                 self.counters.error(f"recording outcome failed: {type(exc).__name__}: {exc}")

@@ -295,10 +295,17 @@ async def finish_many(
     *,
     now: datetime | None = None,
     second_copy: SecondCopy | None = None,
+    overrides: dict[int, Decision] | None = None,
 ) -> dict[int, bool]:
     """Record the outcomes of several attempts with a handful of statements, whatever their
     number: delivered -> status and cross-reference; retry -> next attempt time; dead ->
     dead letter. Rows whose lease this worker lost are left alone (False in the answer).
+
+    A 409 ("already there") whose local id is the cross-reference of another key is not an
+    earlier attempt of this message that landed: the target matched it by its natural key to
+    a different record of ours and stored nothing. It is dead-lettered (``DeliveryConflict``)
+    so that an operator sees the record that did not arrive; its decision goes into
+    ``overrides`` for the caller's counters.
 
     A create links its key only if nothing linked the key in that system since the claim
     (the sync flow may have learned the system's own copy meanwhile); otherwise the copy just
@@ -355,6 +362,27 @@ async def finish_many(
                             "updated_at": now,
                         }
                     )
+                elif holder != job.key and result.outcome is Outcome.duplicate:
+                    conflict = Decision(
+                        Verdict.dead,
+                        reason=(
+                            f"{job.system} refused it as already there ({result.reason}), "
+                            f"but its local id {local!r} is the cross-reference of {holder!r}: "
+                            f"the target holds {holder!r}'s record under the natural key "
+                            f"{job.key!r} would take; nothing of {job.key!r} was stored"
+                        ),
+                        error_class="DeliveryConflict",
+                    )
+                    if overrides is not None:
+                        overrides[job.id] = conflict
+                    values.update(
+                        status=DEAD,
+                        finished_at=now,
+                        local_id=None,
+                        last_error=conflict.reason,
+                        first_failure_at=job.first_failure_at or now,
+                    )
+                    dead.append((job, conflict, job.first_failure_at or now))
                 elif holder != job.key:
                     msg = (
                         f"{job.system} answered local id {local!r}, which is already the "

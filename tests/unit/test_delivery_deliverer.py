@@ -19,6 +19,7 @@ from hub.delivery.config import DeliveryConfig
 from hub.delivery.deliverer import Deliverer
 from hub.store import db
 from hub.store.delivery_models import DELIVERED, Delivery
+from hub.store.models import DeadLetter
 from tests.unit.test_delivery_queue import enqueue, item
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -202,3 +203,52 @@ async def test_a_row_ready_too_long_for_its_lease_is_given_back_and_sent_later(
     assert [(r.status, r.attempts) for r in after] == [(DELIVERED, 1)] * 4, (
         "a row given back unstarted has not used an attempt"
     )
+
+
+class NaturalKeyTarget(FakeTarget):
+    """Stores one record per name, as a target with a natural key does: a second record of
+    ours with the same name is answered 409 with the first one's id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: dict[str, str] = {}
+
+    async def deliver(
+        self, entity: Any, body: Any, idempotency_key: str, *, local_id: str | None = None
+    ) -> DeliveryResult:
+        name = str(body["name"])
+        if name in self.by_name:
+            return DeliveryResult(
+                Outcome.duplicate, "crm", "customer", 409, local_id=self.by_name[name]
+            )
+        self.by_name[name] = f"L-{len(self.by_name)}"
+        return DeliveryResult(Outcome.delivered, "crm", "customer", 201, self.by_name[name])
+
+
+async def test_a_409_naming_another_records_id_is_a_dead_letter_not_a_delivery(
+    sessions: Sessions,
+) -> None:
+    # two different records of ours that the target's natural key takes for one
+    await enqueue(sessions, item("G-1", name="电机组件"), system="crm")
+    await enqueue(sessions, item("G-2", name="电机组件"), system="crm")
+    deliverer = Deliverer(
+        "crm",
+        NaturalKeyTarget(),  # type: ignore[arg-type]
+        sessions,
+        DeliveryConfig(concurrency=1, poll_interval_ms=50),
+    )
+    running = asyncio.create_task(deliverer.run())
+    try:
+        async with asyncio.timeout(30):
+            while deliverer.counters.delivered + deliverer.counters.dead_lettered < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        deliverer.stop()
+        await running
+    assert (deliverer.counters.delivered, deliverer.counters.dead_lettered) == (1, 1)
+    async with sessions() as s:
+        status = dict((await s.execute(select(Delivery.key, Delivery.status))).all())
+        dead = (await s.execute(select(DeadLetter))).scalars().all()
+    assert status == {"G-1": DELIVERED, "G-2": "dead"}
+    assert [d.error_class for d in dead] == ["DeliveryConflict"]
+    assert "cross-reference of 'G-1'" in dead[0].reason and "G-2" in dead[0].reason

@@ -293,14 +293,18 @@ async def test_outcomes_of_many_attempts_are_recorded_together(sessions: Session
         attempt(jobs[3], Outcome.permanent, Verdict.dead, None),
         attempt(stolen, Outcome.delivered, Verdict.delivered, "KH4"),
     ]
+    overrides: dict[int, Decision] = {}
     async with sessions() as s, s.begin():
-        got = await queue.finish_many(s, "w1", batch, now=T0)
+        got = await queue.finish_many(s, "w1", batch, now=T0, overrides=overrides)
     assert got == {jobs[0].id: True, jobs[1].id: True, jobs[2].id: True, jobs[3].id: True,
                    stolen.id: False}  # fmt: skip
     by_key = {r.key: r for r in await rows(sessions)}
     assert (by_key["G-0"].status, by_key["G-0"].local_id) == ("delivered", "KH0")
-    assert by_key["G-1"].status == "delivered"
-    assert "already the cross-reference of 'G-0'" in (by_key["G-1"].last_error or "")
+    # a 409 naming another key's record: the target stored nothing of G-1, an operator must see it
+    assert by_key["G-1"].status == "dead" and by_key["G-1"].local_id is None
+    assert "is the cross-reference of 'G-0'" in (by_key["G-1"].last_error or "")
+    assert list(overrides) == [jobs[1].id]
+    assert overrides[jobs[1].id].error_class == "DeliveryConflict"
     assert by_key["G-2"].status == "pending" and by_key["G-2"].next_attempt_at == T0 + timedelta(
         seconds=2
     )
@@ -311,9 +315,10 @@ async def test_outcomes_of_many_attempts_are_recorded_together(sessions: Session
         assert await xref.key_for(s, "customer", "crm", "KH0") == "G-0"
         assert await xref.local_id(s, "customer", "G-1", "crm") is None
         assert await xref.local_id(s, "customer", "G-4", "crm") is None
-        assert (await s.execute(select(DeadLetter.message_id))).scalars().all() == [
-            jobs[3].message_id
-        ]
+        dead = (await s.execute(select(DeadLetter.message_id, DeadLetter.error_class))).all()
+        assert sorted(dead) == sorted(
+            [(jobs[1].message_id, "DeliveryConflict"), (jobs[3].message_id, "X")]
+        )
 
 
 async def _record_creates(sessions: Sessions, n: int, raced: str | None = None) -> int:
