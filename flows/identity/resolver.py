@@ -283,7 +283,7 @@ def decide(
             # cluster's numbers count, not only the best member's, so a record cannot join a
             # golden record that already holds another number of its scheme.
             vetoed.append(f"{conflict} numbers")
-        codes = system_code_conflict(profile, cluster)
+        codes = system_code_conflict(profile, cluster, config.distinct_code_systems)
         if codes:
             # decision 44: two part numbers of one system are two parts in that system's own
             # numbering (the motor assemblies RS7100-20-000 and RS5200-20-000 of the demo, equal
@@ -330,8 +330,10 @@ def decide(
     )
 
 
-def system_code_conflict(record: Profile, cluster: Profile) -> tuple[str, str, str] | None:
-    """A source system both sides hold material codes of, with no code of it shared.
+def system_code_conflict(
+    record: Profile, cluster: Profile, systems: Iterable[str]
+) -> tuple[str, str, str] | None:
+    """One of `systems` both sides hold material codes of, with no code of it shared.
 
     Returns (system, the record's codes, the golden record's codes of that system), codes
     joined with "/", or None. Codes of different systems never conflict: ERP's own material
@@ -340,9 +342,11 @@ def system_code_conflict(record: Profile, cluster: Profile) -> tuple[str, str, s
     """
     if not record.system_codes or not cluster.system_codes:
         return None
+    distinct = set(systems)
     ours: dict[str, list[str]] = {}
     for system, code in record.system_codes:
-        ours.setdefault(system, []).append(code)
+        if system in distinct:
+            ours.setdefault(system, []).append(code)
     theirs: dict[str, list[str]] = {}
     for system, code in cluster.system_codes:
         if system in ours:

@@ -361,3 +361,16 @@ def test_material_codes_remember_their_system_through_json_and_merges() -> None:
     # customers keep their system-local numbers as `<system>.<name>` identifiers instead
     customer = build_profile("customer", org("华为技术有限公司"), source_system="crm")
     assert customer.system_codes == ()
+
+
+def test_one_material_under_two_erp_codes_merges_unless_erp_is_configured_distinct() -> None:
+    # 一物多码: the same part keyed twice into the ERP under two material numbers is the
+    # duplicate the hub exists to merge; only systems listed in distinct_code_systems (PDM by
+    # default) number each part once
+    body = {"name": "深沟球轴承", "specification": "6204-2RS", "uom": "PCE"}
+    for distinct, merged in ((["pdm"], True), (["pdm", "erp"], False)):
+        r = Resolver(Model.default("material"), IdentityConfig(distinct_code_systems=distinct))
+        first = r.resolve("erp", "1000001027", {**body, "code": "1000001027"})
+        again = r.resolve("erp", "1000003388", {**body, "code": "1000003388"})
+        assert (again.action == "merge") is merged, (distinct, again.action)
+        assert (again.golden_id == first.golden_id) is merged
