@@ -226,7 +226,7 @@ def _normalize_chunk(
         profiles: list[Profile] = []
         keys: list[frozenset[str]] = []
         for i, row in enumerate(rows, 1):
-            profile = build_profile(entity, row.record, default_country)
+            profile = build_profile(entity, row.record, default_country, row.source_system)
             profiles.append(profile)
             keys.append(frozenset(blocking_keys(profile)) if profile.usable() else frozenset())
             if advance is not None and (i % 1000 == 0 or i == len(rows)):

@@ -166,6 +166,11 @@ class IdentityConfig(BaseModel):
     # a person-name disagreement stops an automatic merge, unless the family name and the
     # birth date agree exactly (see resolver.decide)
     dob_lifts_name_veto: bool = True
+    # systems whose part numbers identify a part: two different material codes of one of these
+    # systems stop an automatic merge (decision 44). PDM is the engineering master (one drawing
+    # number per part); ERP is not listed because one material under several ERP codes
+    # (一物多码) is the classic duplicate the hub exists to merge
+    distinct_code_systems: list[str] = Field(default_factory=lambda: ["pdm"])
 
     # fixed parameters instead of estimates, per entity: {"material": {"spec": {"exact": 0.98}}}
     # (the flat {"spec": {...}} is accepted: see per_entity_overrides); prior = P(random match)

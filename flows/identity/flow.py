@@ -190,7 +190,9 @@ class IdentityFlow:
             profile = None
             keys: frozenset[str] = frozenset()
             if not deleted:
-                profile = build_profile(entity, payload, self.config.default_country)
+                profile = build_profile(
+                    entity, payload, self.config.default_country, env.source_system
+                )
                 if profile.usable():
                     keys = frozenset(blocking_keys(profile))
             rows.append(

@@ -53,6 +53,9 @@ class Profile:
     strong_ids: tuple[Pair, ...] = ()  # (scheme, value) validated by check character
     weak_ids: tuple[Pair, ...] = ()  # (scheme, value) without a check character
     codes: tuple[str, ...] = ()
+    # materials: (source system, code) for each code, so that two numbers of one system's own
+    # numbering can be told from another system's number for the same part (resolver vetoes)
+    system_codes: tuple[Pair, ...] = ()
     specs: tuple[str, ...] = ()
     uoms: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
@@ -78,7 +81,7 @@ class Profile:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("strong_ids", "weak_ids"):
+            if f.name in _PAIR_FIELDS:
                 value = [list(p) for p in value]
             elif isinstance(value, tuple):
                 value = list(value)
@@ -93,12 +96,15 @@ class Profile:
             if f.name not in data:
                 continue
             value = data[f.name]
-            if f.name in ("strong_ids", "weak_ids"):
+            if f.name in _PAIR_FIELDS:
                 value = tuple((str(s), str(v)) for s, v in value)
             elif f.name not in ("entity", "kind"):
                 value = tuple(value)
             kwargs[f.name] = value
         return cls(**kwargs)
+
+
+_PAIR_FIELDS = ("strong_ids", "weak_ids", "system_codes")
 
 
 def _uniq(values: Iterable[str]) -> tuple[str, ...]:
@@ -136,6 +142,8 @@ def merge_profiles(cluster: Profile, member: Profile, limit: int = 12) -> Profil
         updates[name] = merged[:limit]
     updates["strong_ids"] = _uniq_pairs((*cluster.strong_ids, *member.strong_ids))
     updates["weak_ids"] = _uniq_pairs((*cluster.weak_ids, *member.weak_ids))[: limit * 2]
+    pairs = _uniq_pairs((*cluster.system_codes, *member.system_codes))
+    updates["system_codes"] = pairs[: limit * 2]
     updates["kind"] = cluster.kind or member.kind
     return replace(cluster, **updates)
 
@@ -299,8 +307,13 @@ def customer_profile(record: Mapping[str, Any], default_country: str = "86") -> 
     )
 
 
-def material_profile(record: Mapping[str, Any]) -> Profile:
-    """Profile of a canonical Material body."""
+def material_profile(record: Mapping[str, Any], source_system: str = "") -> Profile:
+    """Profile of a canonical Material body; `source_system` is the system that sent it.
+
+    The code is kept twice: in `codes` for comparison across systems, and with its system in
+    `system_codes`, because a code's meaning depends on whose numbering it is (a system does
+    not give one part two numbers; see `resolver.system_code_conflict`).
+    """
 
     def text(key: str) -> str:
         value = record.get(key)
@@ -323,6 +336,7 @@ def material_profile(record: Mapping[str, Any]) -> Profile:
         entity=MATERIAL,
         names=_uniq([name, concepts.name]),
         codes=_uniq([code]),
+        system_codes=((source_system, code),) if source_system and code else (),
         specs=_uniq([spec]),
         uoms=_uniq([uom]),
         categories=_uniq([category]),
@@ -333,9 +347,15 @@ def material_profile(record: Mapping[str, Any]) -> Profile:
     )
 
 
-def build_profile(entity: str, record: Mapping[str, Any], default_country: str = "86") -> Profile:
+def build_profile(
+    entity: str, record: Mapping[str, Any], default_country: str = "86", source_system: str = ""
+) -> Profile:
+    """Profile of a record; pass `source_system` so that material codes remember their system.
+
+    Customers ignore it: their system-local numbers come as `<system>.<name>` identifiers.
+    """
     if entity == CUSTOMER:
         return customer_profile(record, default_country)
     if entity == MATERIAL:
-        return material_profile(record)
+        return material_profile(record, source_system)
     raise ValueError(f"unknown entity {entity!r}; expected one of {ENTITIES}")

@@ -15,13 +15,13 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
 from flows.identity.normalize import has_cjk
-from flows.identity.profile import Profile, build_profile, merge_profiles
+from flows.identity.profile import MATERIAL, Profile, build_profile, merge_profiles
 from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
 
 Action = Literal["merge", "review", "new"]
@@ -30,7 +30,9 @@ Action = Literal["merge", "review", "new"]
 # different specification (M3x8 / M3x10) or grade (304 / 316 stainless) is a different part.
 # Issue 4 (decision 25g): birth dates that are not one typo apart ("else": neither equal, nor
 # day/month swapped, nor one digit off) are a father and son or a namesake more often than an
-# entry error: review, not merge.
+# entry error: review, not merge. Beyond these fields, `decide` also vetoes identity numbers
+# of one registry that disagree (customers, `registry_id_conflict`) and material codes of one
+# source system that disagree (`system_code_conflict`).
 VETO_FIELDS = {"customer": ("org_name", "person_name", "dob"), "material": ("spec", "grade")}
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
@@ -186,6 +188,10 @@ def decide(
     """
     if keys is None:
         keys = frozenset(blocking_keys(profile)) if profile.usable() else frozenset()
+    if profile.codes and not profile.system_codes and profile.entity == MATERIAL:
+        # a profile built without its system (build_profile's default): the record's codes are
+        # the sending system's, which the system-code veto and the golden record need to know
+        profile = replace(profile, system_codes=tuple((source_system, c) for c in profile.codes))
     limit = config.max_values_per_field
     issues = _issues(profile) if explain else []
 
@@ -277,6 +283,19 @@ def decide(
             # cluster's numbers count, not only the best member's, so a record cannot join a
             # golden record that already holds another number of its scheme.
             vetoed.append(f"{conflict} numbers")
+        codes = system_code_conflict(profile, cluster, config.distinct_code_systems)
+        if codes:
+            # decision 44: two part numbers of one system are two parts in that system's own
+            # numbering (the motor assemblies RS7100-20-000 and RS5200-20-000 of the demo, equal
+            # in name and spec); a part re-entered inside one system is for a human to confirm
+            system, ours, theirs = codes
+            vetoed.append(f"{system} codes")
+            if explain:
+                detail = (
+                    f"{system} code {ours} against {theirs} of the golden record: "
+                    f"one system does not give one part two numbers"
+                )
+                evidence = (*evidence, FieldEvidence("code", "system conflict", 0.0, detail))
     if vetoed and result.rule != MATCH and result.probability >= config.upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
@@ -309,6 +328,33 @@ def decide(
     return Decision(
         action, own_id(), result.probability, evidence, gid, result.weight, (), profile, keys
     )
+
+
+def system_code_conflict(
+    record: Profile, cluster: Profile, systems: Iterable[str]
+) -> tuple[str, str, str] | None:
+    """One of `systems` both sides hold material codes of, with no code of it shared.
+
+    Returns (system, the record's codes, the golden record's codes of that system), codes
+    joined with "/", or None. Codes of different systems never conflict: ERP's own material
+    number for a PDM part is the same part under another numbering. Every code the golden
+    record holds counts, not only the best member's.
+    """
+    if not record.system_codes or not cluster.system_codes:
+        return None
+    distinct = set(systems)
+    ours: dict[str, list[str]] = {}
+    for system, code in record.system_codes:
+        if system in distinct:
+            ours.setdefault(system, []).append(code)
+    theirs: dict[str, list[str]] = {}
+    for system, code in cluster.system_codes:
+        if system in ours:
+            theirs.setdefault(system, []).append(code)
+    for system in sorted(theirs):
+        if not set(ours[system]) & set(theirs[system]):
+            return system, "/".join(ours[system]), "/".join(theirs[system])
+    return None
 
 
 def registry_id_conflict(a: Profile, b: Profile) -> str:
@@ -406,7 +452,9 @@ class Resolver:
         self.clusters: ClusterStore = clusters if clusters is not None else InMemoryClusters()
 
     def resolve(self, source_system: str, source_id: str, record: Mapping[str, Any]) -> Decision:
-        profile = build_profile(self.model.entity, record, self.config.default_country)
+        profile = build_profile(
+            self.model.entity, record, self.config.default_country, source_system
+        )
         return self.resolve_profile(source_system, source_id, profile)
 
     def resolve_profile(

@@ -980,7 +980,7 @@ class Steward:
             src = sources.get(pair)
             if src is None:
                 continue
-            p = build_profile(self.entity, src.payload, self.default_country)
+            p = build_profile(self.entity, src.payload, self.default_country, pair[0])
             if p.usable():
                 keys |= blocking_keys(p)
             profile = p if profile is None else merge_profiles(profile, p, self.limit)

@@ -337,6 +337,41 @@ async def test_a_part_typed_from_a_pdm_drawing_into_erp_is_one_golden_material(
     assert ops == ["upsert", "merge", "upsert"]
 
 
+async def test_parts_under_other_numbers_of_one_system_stay_apart_in_streaming(
+    broker: str, store_url: str
+) -> None:
+    # the demo's motor assemblies (decision 44): one name and spec, four PDM drawing numbers
+    body = {"name": "电机组件", "specification": "直流电机 7000rpm", "uom": "PCE"}
+    models = ("RS7100", "RS5200", "RS3300", "RS9900")
+    envs = [
+        Envelope(
+            entity=Entity.material,
+            source_system=system,
+            source_id=code,
+            source_ts=T0,
+            body={**body, "code": code},
+        )
+        for system, code in [("pdm", f"{m}-20-000") for m in models] + [("erp", "2000000017")]
+    ]
+    async with identity_hub(broker, store_url) as h:
+        await produce_envs(broker, topics.canonical(Entity.material), envs)
+
+        async def all_linked() -> bool:
+            return await h.count(select(func.count()).select_from(GoldenMember)) == 5
+
+        await wait_until(all_linked, what="five parts resolved")
+        await h.drain()
+        members = await h.members()
+        assert len({members[("pdm", f"{m}-20-000")] for m in models}) == 4
+        first = members[("pdm", "RS7100-20-000")]
+        review = await h.rows(select(ReviewItem.source_id, ReviewItem.candidate_id))
+        assert ("RS5200-20-000", first) in review
+        profile = (
+            await h.rows(select(GoldenRecord.profile).where(GoldenRecord.golden_id == first))
+        )[0][0]
+        assert ["pdm", "RS710020000"] in profile["system_codes"]
+
+
 # --- streaming gives the batch command's clusters ----------------------------------------------
 
 CN_TYPE = {

@@ -10,7 +10,7 @@ import pytest
 from flows.identity.batch import InputRow, run_batch
 from flows.identity.blocking import keys
 from flows.identity.config import IdentityConfig
-from flows.identity.profile import customer_profile
+from flows.identity.profile import Profile, build_profile, customer_profile, merge_profiles
 from flows.identity.resolver import Decision, InMemoryIndex, Resolver, decide, golden_id_for
 from flows.identity.scoring import Model, score
 
@@ -280,3 +280,97 @@ def test_a_part_typed_in_other_words_is_found_among_many_namesakes_in_other_size
     out = {r["source_id"]: r["cluster_id"] for r in run_batch("material", rows, config).rows}
     assert out["V"] == out["T"]
     assert len({out[f"N{n}"] for n in range(10, 34, 2)}) == 12
+
+
+# The demo's motor assemblies (connectors/common/fakedata.py): four shaver models, one name and
+# one specification, four PDM drawing numbers; and the ERP material of one of them, which
+# carries ERP's own material number.
+MOTORS = [
+    InputRow(
+        "pdm",
+        f"{model}-20-000",
+        {
+            "code": f"{model}-20-000",
+            "name": "电机组件",
+            "specification": "直流电机 7000rpm",
+            "uom": "PCE",
+            "category": "SF",
+        },
+    )
+    for model in ("RS7100", "RS5200", "RS3300", "RS9900")
+]
+MOTOR_IN_ERP = InputRow(
+    "erp",
+    "2000000017",
+    {"code": "2000000017", "name": "电机组件", "specification": "直流电机 7000rpm", "uom": "PCE"},
+)
+
+
+@pytest.mark.parametrize("erp_first", [False, True])
+def test_parts_under_other_numbers_of_one_system_are_not_merged(erp_first: bool) -> None:
+    rows = [MOTOR_IN_ERP, *MOTORS] if erp_first else [MOTORS[0], MOTOR_IN_ERP, *MOTORS[1:]]
+    model = Model.default("material")
+    batch = run_batch("material", rows, model=model)
+    out = {r["source_id"]: r["cluster_id"] for r in batch.rows}
+    assert len({out[r.source_id] for r in MOTORS}) == 4
+    # the ERP material joins at most one of them
+    assert sum(out[r.source_id] == out["2000000017"] for r in MOTORS) <= 1
+    streaming = Resolver(model, IdentityConfig())
+    for row in rows:
+        decision = streaming.resolve(row.source_system, row.source_id, row.record)
+        assert decision.golden_id == out[row.source_id]
+        if row in MOTORS[1:]:
+            assert decision.action != "merge"
+        if row is MOTORS[1]:
+            # name and spec agree (p >= upper): a review, naming the system and both numbers;
+            # the later ones compete between the golden records and land below upper
+            assert decision.action == "review" and "disagreement" in decision.flags
+            note = next(e for e in decision.evidence if e.level == "system conflict")
+            assert note.field == "code"
+            assert note.detail.startswith("pdm code RS520020000 against RS710020000")
+            notes = [e.detail for e in decision.evidence]
+            assert "pdm codes disagree: no automatic merge" in notes
+
+
+def test_a_part_numbered_again_inside_one_system_goes_to_review_not_merge() -> None:
+    r = Resolver(Model.default("material"), IdentityConfig())
+    body = {"name": "自攻螺丝", "specification": "PA2x6 镀镍", "uom": "PCE"}
+    first = r.resolve("pdm", "RS7100-30-004", {**body, "code": "RS7100-30-004"})
+    # the same number re-typed in another system, and another system's own number, merge
+    erp = r.resolve("erp", "E1", {**body, "code": "RS7100.30.004"})
+    drp = r.resolve("drp", "D1", {**body, "code": "DRP-000815"})
+    assert erp.action == "merge" and erp.golden_id == first.golden_id
+    assert drp.action == "merge" and drp.golden_id == first.golden_id
+    # the PDM's own re-entry (connectors/pdm/simulator.py): every code of the golden record
+    # counts, and none of its PDM codes is this one
+    again = r.resolve("pdm", "GB845-ST2.2x6-01", {**body, "code": "GB845-ST2.2x6-01"})
+    assert again.action == "review" and again.candidate_id == first.golden_id
+    assert "disagreement" in again.flags
+    # an update of a known record under a corrected number is not a re-entry
+    fixed = r.resolve("pdm", "RS7100-30-004", {**body, "code": "RS7100-30-005"})
+    assert fixed.action == "merge" and "known_source" in fixed.flags
+
+
+def test_material_codes_remember_their_system_through_json_and_merges() -> None:
+    pdm = build_profile("material", MOTORS[0].record, source_system="pdm")
+    erp = build_profile("material", MOTOR_IN_ERP.record, source_system="erp")
+    assert pdm.system_codes == (("pdm", "RS710020000"),)
+    merged = merge_profiles(pdm, erp)
+    assert merged.system_codes == (("pdm", "RS710020000"), ("erp", "2000000017"))
+    assert Profile.from_dict(merged.to_dict()) == merged
+    # customers keep their system-local numbers as `<system>.<name>` identifiers instead
+    customer = build_profile("customer", org("华为技术有限公司"), source_system="crm")
+    assert customer.system_codes == ()
+
+
+def test_one_material_under_two_erp_codes_merges_unless_erp_is_configured_distinct() -> None:
+    # 一物多码: the same part keyed twice into the ERP under two material numbers is the
+    # duplicate the hub exists to merge; only systems listed in distinct_code_systems (PDM by
+    # default) number each part once
+    body = {"name": "深沟球轴承", "specification": "6204-2RS", "uom": "PCE"}
+    for distinct, merged in ((["pdm"], True), (["pdm", "erp"], False)):
+        r = Resolver(Model.default("material"), IdentityConfig(distinct_code_systems=distinct))
+        first = r.resolve("erp", "1000001027", {**body, "code": "1000001027"})
+        again = r.resolve("erp", "1000003388", {**body, "code": "1000003388"})
+        assert (again.action == "merge") is merged, (distinct, again.action)
+        assert (again.golden_id == first.golden_id) is merged
