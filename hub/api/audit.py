@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -116,14 +116,19 @@ async def _params(request: Request) -> dict[str, Any]:
     return params
 
 
-def audited(action: str, role: Role = Role.operator) -> Callable[..., AsyncIterator[Audit]]:
-    """Dependency for a mutating endpoint needing ``role``; see the module docstring."""
+def audited(
+    action: str,
+    role: Role = Role.operator,
+    params: Callable[[Request], Awaitable[dict[str, Any]]] = _params,
+) -> Callable[..., AsyncIterator[Audit]]:
+    """Dependency for a mutating endpoint needing ``role``; see the module docstring.
+    ``params`` says what of the request is recorded (default: path, query and JSON body)."""
 
     async def dep(
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> AsyncIterator[Audit]:
         principal = await authenticate(request, creds)
-        audit = Audit(principal, action, request.method, request.url.path, await _params(request))
+        audit = Audit(principal, action, request.method, request.url.path, await params(request))
         if not principal.role.allows(role):
             exc = forbidden(principal, role)
             await _write(request, audit, 403, str(exc.detail))

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.requests import ClientDisconnect
 
 from connectors.registry import CONNECTORS
+from hub.api.audit import Audit, audited
 from hub.api.auth import Role, require
 from hub.ingest.store import write
 
@@ -46,12 +47,22 @@ def _charset(content_type: str | None) -> str | None:
     return None
 
 
+async def _audit_params(request: Request) -> dict[str, Any]:
+    """What the audit log keeps of a webhook call: who sent what kind of request, never the
+    records (personal data; their lineage and dead letters say what arrived). The body is
+    not read here: the handler reads it under the size limit."""
+    return {
+        **request.path_params,
+        "idempotency_key": request.headers.get("idempotency-key"),
+        "content_type": request.headers.get("content-type"),
+        "content_length": request.headers.get("content-length"),
+    }
+
+
 @router.post(
     "/connectors/{system}/{entity}",
     status_code=202,
     responses={503: {"description": "the store is busy or away: nothing accepted, retry"}},
-    # systems pushing records hold operator tokens: a webhook call writes to the hub
-    dependencies=[Depends(require(Role.operator))],
 )
 async def receive(
     system: str,
@@ -59,6 +70,8 @@ async def receive(
     request: Request,
     idempotency_key: str | None = Header(None, max_length=200),
     content_type: str | None = Header(None),
+    # systems pushing records hold operator tokens: a webhook call writes to the hub
+    audit: Audit = Depends(audited("connectors.receive", Role.operator, _audit_params)),
 ) -> JSONResponse:
     """Accept native records. 202 when at least one record was accepted, 422 when none was;
     every rejected record is in the dead-letter topic with the field, value and rule.
@@ -73,6 +86,7 @@ async def receive(
         # The caller gave up (its timeout) before sending the whole body: nothing was read,
         # nothing accepted; its retry, with the same Idempotency-Key, is the one that counts.
         log.info("webhook %s.%s: the client disconnected before its body arrived", system, entity)
+        audit.status = 400
         return JSONResponse({"detail": "client disconnected before the body arrived"}, 400)
     charset = _charset(content_type)
     results = conn.decode(entity, raw, charset=charset, source="webhook")
@@ -87,10 +101,13 @@ async def receive(
                 id_parts=id_parts,
                 charset=charset,
             )
+            status = 202 if out.message_ids or not out.rejected else 422
+            audit.add(s, status, f"accepted {len(out.message_ids)}, rejected {len(out.rejected)}")
     except OperationalError as exc:
         # The store is busy or away (SQLite's one writer held past its busy timeout, a
         # PostgreSQL restart): nothing was written, so the caller may send it again.
         log.warning("webhook %s.%s: store unavailable: %s", system, entity, exc.orig)
+        audit.status = 503
         return JSONResponse(
             {
                 "detail": f"the hub's store is busy or unavailable ({type(exc.orig).__name__}); "
@@ -105,7 +122,7 @@ async def receive(
         "rejected": out.rejected,
         "message_ids": out.message_ids,
     }
-    return JSONResponse(body, status_code=202 if out.message_ids or not out.rejected else 422)
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("/connectors", dependencies=[Depends(require(Role.viewer))])

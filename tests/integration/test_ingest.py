@@ -105,6 +105,17 @@ async def test_webhook_batch_accepts_good_rejects_bad_and_retries_have_no_effect
 
         only_bad = await c.post("/connectors/crm/customer", json=bad)
         assert only_bad.status_code == 422
+        audit = (await c.get("/audit", params={"action": "connectors.receive"})).json()["items"]
+        # newest first: the all-bad call, the retry, the first call; never the records
+        assert [(a["status"], a["detail"]) for a in audit] == [
+            (422, "accepted 0, rejected 1"),
+            (202, "accepted 3, rejected 1"),
+            (202, "accepted 3, rejected 1"),
+        ]
+        first = audit[-1]
+        assert first["params"]["system"] == "crm" and first["params"]["entity"] == "customer"
+        assert first["params"]["idempotency_key"] == "batch-1"
+        assert good[0]["cust_name"] not in json.dumps(audit, ensure_ascii=False)
         unknown = await c.post("/connectors/sap/customer", json=good[0])
         assert unknown.status_code == 404
         status = {x["system"]: x for x in (await c.get("/connectors")).json()}
