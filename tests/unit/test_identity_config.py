@@ -87,6 +87,17 @@ def test_the_flat_form_applies_a_name_to_the_entities_that_have_it(tmp_path: Pat
     assert default_model("customer", config).params["id"].m[0] == 0.95
 
 
+def assert_refused(tmp_path: Path, text: str, path: str, value: str, rule: str) -> None:
+    """The hub does not start on this file, and says which file, key path, value and rule."""
+    file = write(tmp_path, text)
+    with pytest.raises(IdentityConfigError) as info:
+        Hub(Settings(identity_config=file))
+    message = str(info.value)
+    assert message.startswith(f"identity configuration {file}: ")
+    assert f"{path} = {value}: " in message
+    assert rule in message
+
+
 @pytest.mark.parametrize(
     ("text", "path", "value", "rule"),
     [
@@ -152,13 +163,7 @@ def test_the_flat_form_applies_a_name_to_the_entities_that_have_it(tmp_path: Pat
 def test_a_wrong_matching_value_stops_the_hub_naming_file_path_value_and_rule(
     tmp_path: Path, text: str, path: str, value: str, rule: str
 ) -> None:
-    file = write(tmp_path, text)
-    with pytest.raises(IdentityConfigError) as info:
-        Hub(Settings(identity_config=file))
-    message = str(info.value)
-    assert message.startswith(f"identity configuration {file}: ")
-    assert f"{path} = {value}: " in message
-    assert rule in message
+    assert_refused(tmp_path, text, path, value, rule)
 
 
 # --------------------------------------------------------------------- survivorship names
@@ -208,13 +213,7 @@ def test_a_wrong_matching_value_stops_the_hub_naming_file_path_value_and_rule(
 def test_a_wrong_survivorship_name_stops_the_hub_with_the_valid_names(
     tmp_path: Path, text: str, path: str, value: str, rule: str
 ) -> None:
-    file = write(tmp_path, text)
-    with pytest.raises(IdentityConfigError) as info:
-        Hub(Settings(identity_config=file))
-    message = str(info.value)
-    assert message.startswith(f"identity configuration {file}: ")
-    assert f"{path} = {value}: " in message
-    assert rule in message
+    assert_refused(tmp_path, text, path, value, rule)
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
