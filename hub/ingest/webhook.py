@@ -107,7 +107,9 @@ async def receive(
         # The store is busy or away (SQLite's one writer held past its busy timeout, a
         # PostgreSQL restart): nothing was written, so the caller may send it again.
         log.warning("webhook %s.%s: store unavailable: %s", system, entity, exc.orig)
-        audit.status = 503
+        # Not audited: the row would wait for the same busy store a second time and delay
+        # the 503 that tells the system to back off; the WARNING above records the refusal.
+        audit.recorded = True
         return JSONResponse(
             {
                 "detail": f"the hub's store is busy or unavailable ({type(exc.orig).__name__}); "
