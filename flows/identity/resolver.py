@@ -77,7 +77,8 @@ class CandidateIndex(Protocol):
 
     Contract the store-backed implementation must keep for batch/stream equality:
     `candidates` ignores every key held by more than `cap` golden ids and ranks the rest with
-    `rank_candidates` (families of keys shared, keys shared, golden_id), at most `limit`.
+    `rank_candidates` (families of keys shared, rarest key shared, keys shared, golden_id), at
+    most `limit`.
     """
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None: ...
@@ -98,18 +99,28 @@ class ClusterStore(Protocol):
 def rank_candidates(
     postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
 ) -> list[str]:
-    """Golden ids sharing a key, most families of keys shared first, then most keys, then id.
+    """Golden ids sharing a key: most families of keys shared first, then the rarest key
+    shared (fewest golden ids under it), then most keys, then id.
 
     Families first: one name yields several keys (name, bigrams, pinyin), so counting keys
     alone ranks a namesake in another size (same name, other specification) above the same
     part typed with other words but the same specification, and with more than `limit` such
-    namesakes the right cluster is never scored.
+    namesakes the right cluster is never scored. The rarest key next (decision 45): a part
+    described with other words shares one family with its own golden record (the
+    specification, held by one or two) and one with every namesake in another size (a bigram
+    such as 螺丝, held by a dozen); a tie on families used to go to the lower id.
     """
     by_family: dict[str, list[set[str]]] = {}
+    found: list[set[str]] = []
     for key in keys:
         ids = postings.get(key)
         if ids:
             by_family.setdefault(key_family(key), []).append(ids)
+            found.append(ids)
+    # smaller postings last, so each id keeps the size of the rarest key it shares (in C)
+    rarest: dict[str, int] = {}
+    for ids in sorted(found, key=len, reverse=True):
+        rarest.update(dict.fromkeys(ids, len(ids)))
     # Counter.update over sets counts in C; this runs for every record of a batch
     shared: Counter[str] = Counter()
     families: Counter[str] = Counter()
@@ -117,9 +128,9 @@ def rank_candidates(
         for ids in sets:
             shared.update(ids)
         families.update(sets[0] if len(sets) == 1 else set().union(*sets))
-    ranked = ((-families[gid], -count, gid) for gid, count in shared.items())
+    ranked = ((-families[gid], rarest[gid], -count, gid) for gid, count in shared.items())
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
-    return [gid for _, _, gid in heapq.nsmallest(limit, ranked)]
+    return [gid for _, _, _, gid in heapq.nsmallest(limit, ranked)]
 
 
 class InMemoryIndex:
@@ -188,10 +199,14 @@ def decide(
     """
     if keys is None:
         keys = frozenset(blocking_keys(profile)) if profile.usable() else frozenset()
-    if profile.codes and not profile.system_codes and profile.entity == MATERIAL:
+    if profile.entity == MATERIAL and len(profile.system_codes) < len(profile.codes):
         # a profile built without its system (build_profile's default): the record's codes are
         # the sending system's, which the system-code veto and the golden record need to know
-        profile = replace(profile, system_codes=tuple((source_system, c) for c in profile.codes))
+        # (a drawing number already has its system, the PDM's)
+        known = {c for _, c in profile.system_codes}
+        own = tuple((source_system, c) for c in profile.codes if c not in known)
+        if own:
+            profile = replace(profile, system_codes=(*own, *profile.system_codes))
     limit = config.max_values_per_field
     issues = _issues(profile) if explain else []
 
