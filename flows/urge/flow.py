@@ -255,7 +255,7 @@ class _Batch:
         )
         status = _status_attribute(body)
         if status is not None and v["status"] == OPEN:
-            self._decide(cur, status, env.source_system, _ts(env), str(env.message_id))
+            self._decide(cur, status, body.approver, _ts(env), str(env.message_id))
             self._answer(cur, self._form_decision(env, body, status), OPEN)
         cur.dirty = True
         self._forward(env, body, v["key"], data if form_id else None)
