@@ -18,8 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from rapidfuzz.distance import JaroWinkler
+
 from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
+from flows.identity.latin import JW_CLOSE
 from flows.identity.normalize import has_cjk
 from flows.identity.profile import MATERIAL, Profile, build_profile, merge_profiles
 from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
@@ -281,12 +284,13 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
-    lifted = _name_veto_lift(model, result, profile, cluster)
+    lifted = _name_veto_lift(model, result, profile, cluster) if "person_name" in vetoed else ""
     if "person_name" in vetoed and config.dob_lifts_name_veto and lifted:
         # A relative who shares the family name, the address and the phone does not share the
         # birth date too (twins apart), nor a passport or id number (issue 4, decision 25g):
-        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos). The weight
-        # of the evidence still has to reach the upper threshold.
+        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos), or written
+        # family name first (decision 49). The weight of the evidence still has to reach the
+        # upper threshold.
         vetoed.remove("person_name")
         if explain:
             evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
@@ -399,17 +403,24 @@ def registry_id_conflict(a: Profile, b: Profile) -> str:
 
 def _name_veto_lift(model: Model, result: Score, profile: Profile, cluster: Profile) -> str:
     """Why a person-name disagreement need not stop a merge, or "" when it must."""
-    if result.level_of(model, "dob") == "exact" and _shared_family_name(profile, cluster):
-        return "given names differ; family name and birth date agree"
+    if result.level_of(model, "dob") == "exact" and _shared_name_word(profile, cluster):
+        return "names differ; a name word and the birth date agree"
     if result.level_of(model, "weak_id") == "exact":
         return "names differ; an identity number without check digit agrees"
     return ""
 
 
-def _shared_family_name(a: Profile, b: Profile) -> bool:
-    """Latin person names whose last words agree (normalized names are "given family")."""
-    family = {n.rsplit(" ", 1)[-1] for n in a.names if " " in n and not has_cjk(n)}
-    return any(" " in n and not has_cjk(n) and n.rsplit(" ", 1)[-1] in family for n in b.names)
+def _shared_name_word(a: Profile, b: Profile) -> bool:
+    """Latin person names sharing a word of two letters or more, in either position, equal or
+    one keystroke apart (Jaro-Winkler >= 0.92, Splink's "close" level).
+
+    Decision 49: systems disagree on which word is the family name ("KRUGER Enzo" is
+    normalized "kruger enzo", so the last words of it and "lorenzo kruger" differ), and a
+    family name is mistyped as often as a given name (Erisen / Eriksen). Initials do not count.
+    """
+    ours = {w for n in a.names if not has_cjk(n) for w in n.split() if len(w) >= 2}
+    theirs = {w for n in b.names if not has_cjk(n) for w in n.split() if len(w) >= 2}
+    return any(x == y or JaroWinkler.similarity(x, y) >= JW_CLOSE for x in ours for y in theirs)
 
 
 def _kept_apart_evidence(
