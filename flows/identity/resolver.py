@@ -156,6 +156,9 @@ def rank_candidates(
     return heapq.nsmallest(limit, shared, key=order)
 
 
+_ABSENT: set[str] = set()  # InMemoryIndex.add: a key not seen yet (never filled)
+
+
 class InMemoryIndex:
     """Candidate index in a dict. Keys past the cap stop storing ids, which bounds memory."""
 
@@ -164,13 +167,19 @@ class InMemoryIndex:
         self._postings: dict[str, set[str] | None] = {}
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None:
+        postings = self._postings
         for key in keys:
-            ids = self._postings.get(key, set())
+            ids = postings.get(key, _ABSENT)
             if ids is None:
                 continue
+            if ids is _ABSENT:
+                # most keys of a new golden record are new: one store, no empty set to fill
+                postings[key] = None if self.cap < 1 else {golden_id}
+                continue
             ids.add(golden_id)
-            # once too common a key stays ignored; it can never become selective again
-            self._postings[key] = None if len(ids) > self.cap else ids
+            if len(ids) > self.cap:
+                # once too common a key stays ignored; it can never become selective again
+                postings[key] = None
 
     def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
         return rank_candidates(self._postings, keys, limit)

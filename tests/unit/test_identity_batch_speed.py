@@ -18,7 +18,7 @@ from flows.identity.batch import InputRow, gc_paused, normalize_rows, run_batch
 from flows.identity.blocking import FAMILIES, key_family
 from flows.identity.config import IdentityConfig
 from flows.identity.profile import Profile, merge_profiles
-from flows.identity.resolver import golden_id_for, rank_candidates
+from flows.identity.resolver import InMemoryIndex, golden_id_for, rank_candidates
 from flows.identity.scoring import (
     COMPARISONS,
     NON_MATCH,
@@ -225,3 +225,21 @@ def test_worker_processes_leave_no_result_files_behind(
     pooled = normalize_rows("customer", rows, IdentityConfig(), workers=2)
     assert pooled == normalize_rows("customer", rows, IdentityConfig())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_index_caps_keys_as_the_set_per_key_did() -> None:
+    rng = random.Random(4)
+    for cap in (1, 2, 3, 5):
+        index = InMemoryIndex(cap)
+        expected: dict[str, set[str] | None] = {}
+        for _step in range(400):
+            gid = f"G-{rng.randrange(30)}"
+            keys = {f"k{rng.randrange(25)}" for _ in range(rng.randrange(5))}
+            index.add(gid, keys)
+            for key in keys:  # InMemoryIndex.add as decision 25d wrote it
+                ids = expected.get(key, set())
+                if ids is None:
+                    continue
+                ids.add(gid)
+                expected[key] = None if len(ids) > cap else ids
+            assert index._postings == expected
