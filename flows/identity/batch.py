@@ -179,9 +179,8 @@ def normalize_rows(
     inherited and send back only profiles and keys. Slices are queued in order; this process
     takes them from the end until it meets one a worker has started, so neither side waits
     for the other on a busy machine. A worker writes its slice's result to a file (in memory
-    on Linux, /dev/shm) and returns the file's name: sent through the pool's pipe, a result
-    waited for this process's result thread, which needs the interpreter lock this process
-    was busy normalizing with, and the worker stood still (decision 46).
+    on Linux, /dev/shm) and returns the file's name: sent back through the pool's pipe, the
+    results made two processes slower than one (decision 46).
     """
     n = len(rows)
     if workers <= 1 or n < POOL_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
