@@ -10,6 +10,8 @@ import gc
 import json
 import multiprocessing
 import os
+import pickle
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -176,7 +178,9 @@ def normalize_rows(
     one and `workers - 1` forked ones, which read their slices of `rows` from the memory they
     inherited and send back only profiles and keys. Slices are queued in order; this process
     takes them from the end until it meets one a worker has started, so neither side waits
-    for the other on a busy machine.
+    for the other on a busy machine. A worker writes its slice's result to a file (in memory
+    on Linux, /dev/shm) and returns the file's name: sent back through the pool's pipe, the
+    results made two processes slower than one (decision 46).
     """
     n = len(rows)
     if workers <= 1 or n < POOL_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
@@ -187,8 +191,11 @@ def normalize_rows(
     done: dict[int, Prepared] = {}
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            futures = [pool.submit(_normalize_slice, token, a, b) for a, b in slices]
+        with (
+            tempfile.TemporaryDirectory(prefix="eai-normalize-", dir=_spool_dir()) as spool,
+            ProcessPoolExecutor(workers - 1, mp_context=context) as pool,
+        ):
+            futures = [pool.submit(_normalize_slice, token, a, b, spool) for a, b in slices]
             for k in range(len(slices) - 1, -1, -1):
                 if not futures[k].cancel():
                     break
@@ -198,7 +205,7 @@ def normalize_rows(
                     advance(b - a)
             for k, future in enumerate(futures):
                 if k not in done:
-                    done[k] = future.result()
+                    done[k] = _load_prepared(future.result())
                     if advance is not None:
                         advance(len(done[k][0]))
     finally:
@@ -211,9 +218,25 @@ def normalize_rows(
     return profiles, keys
 
 
-def _normalize_slice(token: int, start: int, end: int) -> Prepared:
+def _spool_dir() -> str | None:
+    """Where workers leave their results: memory-backed if the system has it, else the default."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _normalize_slice(token: int, start: int, end: int, spool: str) -> str:
     entity, default_country, rows = _FORKED_INPUTS[token]
-    return _normalize_chunk(entity, default_country, rows[start:end])
+    prepared = _normalize_chunk(entity, default_country, rows[start:end])
+    fd, path = tempfile.mkstemp(suffix=".pickle", dir=spool)
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(prepared, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _load_prepared(path: str) -> Prepared:
+    with open(path, "rb") as fh:
+        prepared: Prepared = pickle.load(fh)
+    os.unlink(path)
+    return prepared
 
 
 def _normalize_chunk(

@@ -10,17 +10,17 @@ input order.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from rapidfuzz.distance import JaroWinkler
 
-from flows.identity.blocking import blocking_keys, key_family
+from flows.identity.blocking import FAMILIES, blocking_keys
 from flows.identity.config import IdentityConfig
 from flows.identity.latin import JW_CLOSE
 from flows.identity.normalize import has_cjk
@@ -40,9 +40,21 @@ VETO_FIELDS = {"customer": ("org_name", "person_name", "dob"), "material": ("spe
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:eai-hub:golden-record")
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def golden_id_for(entity: str, source_system: str, source_id: str) -> str:
-    """Golden id derived from the first member, so re-running the same input gives the same ids."""
-    return "G-" + str(uuid.uuid5(_NAMESPACE, f"{entity}/{source_system}/{source_id}"))
+    """Golden id derived from the first member, so re-running the same input gives the same ids.
+
+    "G-" + str(uuid.uuid5(_NAMESPACE, "<entity>/<system>/<id>")), spelled out: a batch starts
+    tens of thousands of golden records, and the UUID object was most of the cost.
+    """
+    name = f"{entity}/{source_system}/{source_id}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"G-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +130,46 @@ def rank_candidates(
     for key in keys:
         ids = postings.get(key)
         if ids:
-            by_family.setdefault(key_family(key), []).append(ids)
+            family = FAMILIES.get(key.partition(":")[0], "other")  # key_family(key)
+            sets = by_family.get(family)
+            if sets is None:
+                by_family[family] = [ids]
+            else:
+                sets.append(ids)
             found.append(ids)
+    if len(found) == 1:
+        # one key shared: every id has one family, one key and one rarest key; the id alone
+        # orders them
+        return sorted(found[0])[:limit]
     # smaller postings last, so each id keeps the size of the rarest key it shares (in C)
     rarest: dict[str, int] = {}
     for ids in sorted(found, key=len, reverse=True):
         rarest.update(dict.fromkeys(ids, len(ids)))
-    # Counter.update over sets counts in C; this runs for every record of a batch
-    shared: Counter[str] = Counter()
-    families: Counter[str] = Counter()
+    # plain dicts: a record's keys share about a dozen ids, too few for Counter to pay off
+    shared: dict[str, int] = {}
+    families: dict[str, int] = {}
     for sets in by_family.values():
+        if len(sets) == 1:
+            for gid in sets[0]:
+                shared[gid] = shared.get(gid, 0) + 1
+                families[gid] = families.get(gid, 0) + 1
+            continue
         for ids in sets:
-            shared.update(ids)
-        families.update(sets[0] if len(sets) == 1 else set().union(*sets))
-    ranked = ((-families[gid], rarest[gid], -count, gid) for gid, count in shared.items())
+            for gid in ids:
+                shared[gid] = shared.get(gid, 0) + 1
+        for gid in set().union(*sets):
+            families[gid] = families.get(gid, 0) + 1
+
+    def order(gid: str) -> tuple[int, int, int, str]:
+        return -families[gid], rarest[gid], -shared[gid], gid
+
+    if len(shared) <= limit:
+        return sorted(shared, key=order)
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
-    return [gid for _, _, _, gid in heapq.nsmallest(limit, ranked)]
+    return heapq.nsmallest(limit, shared, key=order)
+
+
+_ABSENT: set[str] = set()  # InMemoryIndex.add: a key not seen yet (never filled)
 
 
 class InMemoryIndex:
@@ -144,13 +180,19 @@ class InMemoryIndex:
         self._postings: dict[str, set[str] | None] = {}
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None:
+        postings = self._postings
         for key in keys:
-            ids = self._postings.get(key, set())
+            ids = postings.get(key, _ABSENT)
             if ids is None:
                 continue
+            if ids is _ABSENT:
+                # most keys of a new golden record are new: one store, no empty set to fill
+                postings[key] = None if self.cap < 1 else {golden_id}
+                continue
             ids.add(golden_id)
-            # once too common a key stays ignored; it can never become selective again
-            self._postings[key] = None if len(ids) > self.cap else ids
+            if len(ids) > self.cap:
+                # once too common a key stays ignored; it can never become selective again
+                postings[key] = None
 
     def candidates(self, keys: Iterable[str], limit: int) -> list[str]:
         return rank_candidates(self._postings, keys, limit)
@@ -248,7 +290,7 @@ def decide(
     kept_apart: list[tuple[str, Profile]] = []
     odds_total = 0.0
     for gid, cluster in candidates:
-        result = score(model, profile, cluster)
+        result = score(model, profile, cluster, stop_at_conflict=True)
         if result.rule == NON_MATCH:
             kept_apart.append((gid, cluster))
             continue
@@ -284,6 +326,7 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
+    # only a vetoed person name needs to know whether it can be lifted
     lifted = _name_veto_lift(model, result, profile, cluster) if "person_name" in vetoed else ""
     if "person_name" in vetoed and config.dob_lifts_name_veto and lifted:
         # A relative who shares the family name, the address and the phone does not share the

@@ -18,7 +18,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from rapidfuzz.distance import JaroWinkler, Levenshtein
@@ -60,6 +60,13 @@ def _best(
 ) -> Outcome:
     if not left or not right:
         return NULL, "", ""
+    if len(left) == 1 and len(right) == 1:
+        # one value on each side (a record against a one-member cluster): the loop below, unrolled
+        a, b = left[0], right[0]
+        lv = level(a, b)
+        if lv == 0:
+            return 0, a, f"{a!r} = {b!r}" if explain else ""
+        return min(lv, worst), a, f"{a!r} vs {b!r}" if explain else ""
     best, pair = worst + 1, (left[0], right[0])
     for a in left:
         for b in right:
@@ -77,6 +84,9 @@ def _phonetic(name: str) -> str:
     return "".join(sorted(pinyin(name).split()))
 
 
+# A batch compares the same pair of values again and again (a name shared by the duplicates
+# of one entity against the same cluster values); levels are pure functions of the two values.
+@lru_cache(maxsize=262144)
 def _name_level(a: str, b: str) -> int:
     """0 exact, 1 close, 2 similar, 3 different."""
     if a == b:
@@ -198,10 +208,12 @@ def _cmp_tagged(
     """
     if not left or not right:
         return NULL, "", ""
-    values = {p[2:] for p in right}
+    # a loop, not a set of the right side's values: both sides hold one or two values mostly
     for p in left:
-        if p[2:] in values:
-            return 0, p[2:], f"{p[2:]!r} on both" if explain else ""
+        value = p[2:]
+        for q in right:
+            if q[2:] == value:
+                return 0, value, f"{value!r} on both" if explain else ""
     tags = {p[0] for p in right if p[0] != contact}
     for p in left:
         if p[0] in tags:
@@ -229,6 +241,7 @@ def _street_core(street: str) -> str:
     return street_core(street)
 
 
+@lru_cache(maxsize=262144)
 def _street_level(a: str, b: str) -> int:
     if a == b:
         return 0
@@ -297,9 +310,10 @@ def _cmp_strong_id(a: Profile, b: Profile, explain: bool = False) -> Outcome:
         if not others:
             continue
         if value in others:
-            shared = shared or (0, value, f"{scheme} {value} on both")
+            shared = shared or (0, value, f"{scheme} {value} on both" if explain else "")
         elif not any(v == value for s, v in a.strong_ids if s == scheme and v in others):
-            return 1, value, f"{scheme} {value} vs {', '.join(sorted(others))}"
+            detail = f"{scheme} {value} vs {', '.join(sorted(others))}" if explain else ""
+            return 1, value, detail
     return shared or (NULL, "", "")
 
 
@@ -317,9 +331,9 @@ def _cmp_weak_id(a: Profile, b: Profile, explain: bool = False) -> Outcome:
             if scheme != scheme_b:
                 continue
             if x == y:
-                return 0, f"{scheme}:{x}", f"{scheme} {x} on both"
+                return 0, f"{scheme}:{x}", f"{scheme} {x} on both" if explain else ""
             if best[0] == NULL:
-                best = (1, f"{scheme}:{x}", f"{scheme} {x} vs {y}")
+                best = (1, f"{scheme}:{x}", f"{scheme} {x} vs {y}" if explain else "")
     return best
 
 
@@ -668,10 +682,16 @@ class Score:
     levels: tuple[int, ...] = ()  # level per comparison of the model, NULL when not compared
 
     def level_of(self, model: Model, comparison: str) -> str:
-        for comp, level in zip(model.comparisons, self.levels, strict=False):
-            if comp.name == comparison:
-                return "null" if level == NULL else comp.labels[level]
-        return "null"
+        k = _position(model.entity).get(comparison, len(self.levels))
+        if k >= len(self.levels) or self.levels[k] == NULL:
+            return "null"
+        return model.comparisons[k].labels[self.levels[k]]
+
+
+@cache
+def _position(entity: str) -> dict[str, int]:
+    """Index of each comparison of an entity (what Score.level_of looks up per decision)."""
+    return {c.name: k for k, c in enumerate(COMPARISONS[entity])}
 
 
 @lru_cache(maxsize=1024)
@@ -695,11 +715,20 @@ def comparison_vector(
     return tuple(c.compare(a, b, False)[0] for c in comparisons)
 
 
-def score(model: Model, record: Profile, other: Profile, explain: bool = False) -> Score:
+def score(
+    model: Model,
+    record: Profile,
+    other: Profile,
+    explain: bool = False,
+    *,
+    stop_at_conflict: bool = False,
+) -> Score:
     """Score a record against another record or a cluster profile.
 
     With explain=False (scoring many candidates) no evidence text is built; `Score.levels`
-    still says which level each comparison reached.
+    still says which level each comparison reached. stop_at_conflict=True (with explain=False)
+    returns as soon as validated identifiers conflict: the rule (NON_MATCH) is then final, and
+    the weight and levels, which a kept-apart candidate never uses, stop at that comparison.
     """
     if record.kind and other.kind and record.kind != other.kind:
         rule_ev = FieldEvidence("kind", "rule", -math.inf, f"{record.kind} vs {other.kind}")
@@ -707,7 +736,7 @@ def score(model: Model, record: Profile, other: Profile, explain: bool = False) 
     kind = record.kind or other.kind
     total = log2_odds(model.kind_priors.get(kind, model.prior) if kind else model.prior)
     if not explain:
-        return _score_quiet(model, record, other, total)
+        return _score_quiet(model, record, other, total, stop_at_conflict)
     evidence: list[FieldEvidence] = []
     levels: list[int] = []
     rule: str | None = None
@@ -744,7 +773,9 @@ def score(model: Model, record: Profile, other: Profile, explain: bool = False) 
     return Score(total, probability(total), tuple(evidence), None, tuple(levels))
 
 
-def _score_quiet(model: Model, record: Profile, other: Profile, total: float) -> Score:
+def _score_quiet(
+    model: Model, record: Profile, other: Profile, total: float, stop_at_conflict: bool = False
+) -> Score:
     """score() without evidence: the same arithmetic in the same order, adjustments memoized.
 
     The batch scores hundreds of thousands of pairs through here; `explain=True` and this path
@@ -773,6 +804,9 @@ def _score_quiet(model: Model, record: Profile, other: Profile, total: float) ->
             total += step.weights[lv] + 0.0
         if step.comparison.name == STRONG_ID:
             rule = MATCH if lv == 0 else NON_MATCH
+            if stop_at_conflict and rule == NON_MATCH:
+                # nothing after this changes the rule; decide() only keeps the pair apart
+                return Score(total, 0.0, (), rule, tuple(levels))
     if rule == MATCH:
         return Score(total, 1.0, (), rule, tuple(levels))
     if rule == NON_MATCH:

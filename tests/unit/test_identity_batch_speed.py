@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import gc
 import random
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from flows.identity import batch
+from flows.identity import batch, resolver
 from flows.identity.batch import InputRow, gc_paused, normalize_rows, run_batch
 from flows.identity.blocking import FAMILIES, key_family
 from flows.identity.config import IdentityConfig
-from flows.identity.resolver import rank_candidates
-from flows.identity.scoring import score
+from flows.identity.profile import Profile, merge_profiles
+from flows.identity.resolver import InMemoryIndex, golden_id_for, rank_candidates
+from flows.identity.scoring import (
+    COMPARISONS,
+    NON_MATCH,
+    NULL,
+    Comparison,
+    Model,
+    Score,
+    score,
+)
 from flows.identity.training import fit
 
 
@@ -116,3 +129,122 @@ def test_gc_is_paused_inside_and_restored_after_even_on_error() -> None:
         assert not gc.isenabled(), "a caller's disabled collector stays disabled"
     finally:
         gc.enable()
+
+
+def _merged_the_generic_way(cluster: Profile, member: Profile, limit: int) -> Profile:
+    # merge_profiles as written before decision 46: dataclasses.replace over every list field
+    def uniq(values: Iterable[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for v in values if v))
+
+    updates: dict[str, Any] = {"issues": ()}
+    for f in fields(Profile):
+        if f.name in ("entity", "kind", "issues", "strong_ids", "weak_ids", "system_codes"):
+            continue
+        updates[f.name] = uniq((*getattr(cluster, f.name), *getattr(member, f.name)))[:limit]
+    updates["strong_ids"] = tuple(dict.fromkeys((*cluster.strong_ids, *member.strong_ids)))
+    updates["weak_ids"] = tuple(dict.fromkeys((*cluster.weak_ids, *member.weak_ids)))[: limit * 2]
+    pairs = tuple(dict.fromkeys((*cluster.system_codes, *member.system_codes)))
+    updates["system_codes"] = pairs[: limit * 2]
+    updates["kind"] = cluster.kind or member.kind
+    return replace(cluster, **updates)
+
+
+def _random_profile(rng: random.Random) -> Profile:
+    def values() -> tuple[str, ...]:
+        return tuple(rng.choice(["", "a", "b", "c", "d", "e"]) for _ in range(rng.randrange(8)))
+
+    def pairs() -> tuple[tuple[str, str], ...]:
+        return tuple((rng.choice("xy"), rng.choice("123")) for _ in range(rng.randrange(5)))
+
+    kwargs: dict[str, Any] = {"kind": rng.choice([None, "person", "organization"])}
+    for f in fields(Profile):
+        if f.name in ("strong_ids", "weak_ids", "system_codes"):
+            kwargs[f.name] = pairs()
+        elif f.name not in ("entity", "kind"):
+            kwargs[f.name] = values()
+    return Profile(rng.choice(["customer", "material"]), **kwargs)
+
+
+def test_merging_profiles_field_by_field_equals_the_generic_merge() -> None:
+    rng = random.Random(11)
+    for _case in range(3000):
+        cluster, member = _random_profile(rng), _random_profile(rng)
+        limit = rng.randrange(1, 7)
+        merged = merge_profiles(cluster, member, limit)
+        assert merged == _merged_the_generic_way(cluster, member, limit)
+        assert merged.issues == ()
+
+
+def test_golden_ids_are_the_uuid5_they_always_were() -> None:
+    rng = random.Random(5)
+    alphabet = "abcXYZ019/-_ .é中文"
+    for _case in range(3000):
+        system = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        sid = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        expected = "G-" + str(uuid.uuid5(resolver._NAMESPACE, f"customer/{system}/{sid}"))
+        assert golden_id_for("customer", system, sid) == expected
+
+
+def test_level_of_names_the_level_a_scan_of_the_comparisons_finds() -> None:
+    rng = random.Random(2)
+    for entity, comparisons in COMPARISONS.items():
+        model = Model.default(entity)
+        for _case in range(500):
+            # short level tuples too: a kept-apart score stops at the conflicting identifier
+            levels = tuple(
+                rng.randrange(-1, len(c.labels)) for c in comparisons[: rng.randrange(9)]
+            )
+            result = Score(0.0, 0.0, (), None, levels)
+            for comp in (*comparisons, Comparison("absent", ("x",), comparisons[0].compare)):
+                found = "null"
+                for c, level in zip(comparisons, levels, strict=False):
+                    if c.name == comp.name:
+                        found = "null" if level == NULL else c.labels[level]
+                assert result.level_of(model, comp.name) == found
+
+
+def test_stopping_at_a_conflict_keeps_the_rule_and_everything_else_scores_alike(
+    rows: list[InputRow],
+) -> None:
+    profiles, keys = normalize_rows("customer", rows, IdentityConfig())
+    model, _ = fit("customer", profiles, IdentityConfig(), keys)
+    stopped = 0
+    for i in range(0, len(profiles), 3):
+        for j in range(1, len(profiles), 7):
+            full = score(model, profiles[i], profiles[j])
+            quick = score(model, profiles[i], profiles[j], stop_at_conflict=True)
+            assert quick.rule == full.rule
+            if full.rule == NON_MATCH:
+                stopped += quick.levels != full.levels
+            else:
+                assert quick == full
+    assert stopped > 100, "the pairs must include conflicting validated identifiers"
+
+
+def test_worker_processes_leave_no_result_files_behind(
+    rows: list[InputRow], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(batch, "POOL_MIN_ROWS", 10)
+    monkeypatch.setattr(batch, "_CHUNK", 60)
+    monkeypatch.setattr(batch, "_spool_dir", lambda: str(tmp_path))
+    pooled = normalize_rows("customer", rows, IdentityConfig(), workers=2)
+    assert pooled == normalize_rows("customer", rows, IdentityConfig())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_index_caps_keys_as_the_set_per_key_did() -> None:
+    rng = random.Random(4)
+    for cap in (1, 2, 3, 5):
+        index = InMemoryIndex(cap)
+        expected: dict[str, set[str] | None] = {}
+        for _step in range(400):
+            gid = f"G-{rng.randrange(30)}"
+            keys = {f"k{rng.randrange(25)}" for _ in range(rng.randrange(5))}
+            index.add(gid, keys)
+            for key in keys:  # InMemoryIndex.add as decision 25d wrote it
+                ids = expected.get(key, set())
+                if ids is None:
+                    continue
+                ids.add(gid)
+                expected[key] = None if len(ids) > cap else ids
+            assert index._postings == expected
