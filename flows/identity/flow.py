@@ -15,12 +15,13 @@ transaction (exactly-once effect through the core's ledger):
    source_id = golden id, source_system ``hub``, source_version = the golden record's version,
    trace = the cause's trace + the origin system (so the sync flow never echoes a change back
    to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
-4. writes profiles (version-checked), postings and key counts, members, review items and
-   identity events in bulk: one statement on PostgreSQL (``store_index.write_batch``).
+4. writes profiles (version-checked), postings and key counts, members, review items,
+   identity events and, on PostgreSQL, the batch's outbox rows (the golden events) in bulk:
+   one statement on PostgreSQL (``store_index.write_batch``).
 
-A one-record batch on PostgreSQL sends three statements of its own (prefetch, state of the
-golden records it changes when they already existed, write) besides the core's ledger check,
-outbox and ledger rows.
+A one-record batch on PostgreSQL sends two or three statements of its own (prefetch, state of
+the golden records it changes when they already existed, write, all as driver SQL) besides the
+core's one ledger claim (decision 47): three round trips, four for a merge, plus BEGIN/COMMIT.
 
 The model
 ---------

@@ -22,8 +22,9 @@ What changed is written back (`write_batch`; on PostgreSQL one statement of data
 CTEs fed by one JSON parameter per table, elsewhere one statement per table): profiles (with
 an optimistic version check, so concurrent workers and operators never overwrite each other:
 a conflict is a TransientError and the batch is redone), new postings and count increments,
-members, review rows, identity events. Statements are built once per shape and cached, since
-building them cost more CPU than running them.
+members, review rows, identity events, and the core's outbox rows the flow hands over.
+Statements are built once per shape and cached, since building them cost more CPU than running
+them; on PostgreSQL they are driver SQL sent to asyncpg straight (decision 47).
 
 Keys longer than the column are stored as a prefix plus their SHA-1 (`store_key`).
 """
