@@ -373,6 +373,7 @@ def is_store_contention(exc: BaseException) -> bool:
 
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
-        # class 23: integrity (a unique key a concurrent writer took first); 08: connection
-        return code in _RETRY_SQLSTATES or code.startswith(("23", "08"))
+        # class 23: integrity (a unique key a concurrent writer took first); 08: connection;
+        # 57P0x: the server shutting down, crashed or starting (a restart)
+        return code in _RETRY_SQLSTATES or code.startswith(("23", "08", "57P0"))
     return isinstance(exc, asyncpg.ConnectionDoesNotExistError | OSError)
