@@ -34,6 +34,7 @@ FAMILIES: dict[str, str] = {
     "st": "street",
     "code": "code",
     "spec": "spec",
+    "sc": "sc",
 }
 
 _STOP_TOKENS = frozenset({"and", "the", "of", "de", "la", "le", "van", "von", "der", "da", "di"})
@@ -86,8 +87,13 @@ def blocking_keys(profile: Profile) -> set[str]:
         for code in profile.codes:
             out.add("code:" + code)
         uoms = profile.uoms or ("",)
+        concepts = [n for n in profile.names if n.startswith("§")]
         for spec in profile.specs:
             out.update(f"spec:{spec}|{uom}" for uom in uoms)
+            # decision 45: the size with the part's concepts, whatever words and word order the
+            # description used (不锈钢304内六角圆柱头螺钉 / 内六角圆柱头螺丝/不锈钢304): among the
+            # namesakes in other sizes and the other parts of this size, the one key they share
+            out.update(f"sc:{spec}|{c[1:]}" for c in concepts)
         _name_keys(profile, out)
         return out
     for phone in profile.phones:

@@ -1082,7 +1082,8 @@ _UNIT_WORDS = (("毫米", "MM"), ("厘米", "CM"), ("公斤", "KG"), ("千克", 
 _DIAMETER = str.maketrans({"φ": "Φ", "ф": "Φ", "Ф": "Φ", "∅": "Φ", "ø": "Φ", "Ø": "Φ"})
 
 
-_GRADE = re.compile(r"[a-z0-9.%]*[0-9][a-z0-9.%]*")
+# a percentage ends its token: "1%SMD电阻" is the grade 1%, not "1%smd"
+_GRADE = re.compile(r"[a-z0-9.]*[0-9][a-z0-9.]*%?")
 
 
 def name_grades(raw: str) -> tuple[str, ...]:
@@ -1098,6 +1099,19 @@ def name_grades(raw: str) -> tuple[str, ...]:
 def normalize_code(raw: str) -> str:
     """Part number / material code: upper case, separators dropped (AB-123.01 -> AB12301)."""
     return _alnum(fold(raw)).upper()
+
+
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def code_scheme(code: str) -> str:
+    """The numbering a normalized code belongs to: its letters, each run of digits as its length.
+
+    ERP012345 -> ERP#6, P1234567 -> P#7, RS710020000 -> RS#9, 100012345 -> #9. Two numbers of
+    one scheme that differ are two items in that numbering; numbers of two schemes (an ERP's
+    own number against a PDM drawing number) cannot be compared at all (decision 45).
+    """
+    return _DIGIT_RUN.sub(lambda m: f"#{len(m.group())}", code)
 
 
 def normalize_spec(raw: str) -> str:

@@ -208,14 +208,35 @@ def part_concepts(raw: str) -> PartConcepts:
 _SPELLINGS_KIND: dict[str, str] = {c: kind for kind, concepts, _ in _VOCAB for c in concepts}
 
 
+# A trade word that names no one standard head: 圆头 ("round head") is said for the pan head
+# (盘头, GB/T 67 / 818) and for the button head (半圆头, GB/T 12 / 867); the standards
+# themselves never say 圆头 alone (decision 45b). It is the less specific form of either, and
+# still a different head from every other one (杯头, 沉头, 六角 ...).
+_UNSPECIFIC: dict[str, frozenset[str]] = {"round_head": frozenset({"pan_head", "button_head"})}
+
+
+def _read_against(own: set[str], other: set[str]) -> set[str]:
+    """``own`` with an unspecific concept read as the specific one ``other`` names, if any."""
+    for vague, specific in _UNSPECIFIC.items():
+        if vague in own and vague not in other:
+            named = specific & other
+            if len(named) == 1:
+                return (own - {vague}) | named
+    return own
+
+
 def canonical_level(a: str, b: str) -> int:
     """0 same concepts, 1 one description a less specific form of the other, 3 else.
 
-    深沟球轴承 / 球轴承 (one qualifier left out) is close; 十字盘头 / 内六角 (two heads) is not.
+    深沟球轴承 / 球轴承 (one qualifier left out) is close; 十字盘头 / 内六角 (two heads) is not;
+    十字圆头 / 十字盘头 is close (圆头 is either a pan or a button head).
     """
     if a == b:
         return 0
     sa, sb = set(a[len(CANONICAL_PREFIX) :].split()), set(b[len(CANONICAL_PREFIX) :].split())
+    sa, sb = _read_against(sa, sb), _read_against(sb, sa)
+    if sa == sb:
+        return 1
     shared_part = any(_SPELLINGS_KIND.get(c) == _PART for c in sa & sb)
     if shared_part and (sa <= sb or sb <= sa):
         return 1

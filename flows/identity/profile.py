@@ -31,6 +31,9 @@ from flows.identity.normalize import (
 from flows.identity.parts import part_concepts
 
 CUSTOMER, MATERIAL = "customer", "material"
+# The system whose numbering a material's `attributes.drawing_no` is: the ERP keeps the PDM
+# drawing number of a part in ZEINR (connectors/erp/mapping.py), the PDM its own part number.
+DRAWING_SYSTEM = "pdm"
 ENTITIES = (CUSTOMER, MATERIAL)
 ORGANIZATION, PERSON = "organization", "person"
 
@@ -312,7 +315,9 @@ def material_profile(record: Mapping[str, Any], source_system: str = "") -> Prof
 
     The code is kept twice: in `codes` for comparison across systems, and with its system in
     `system_codes`, because a code's meaning depends on whose numbering it is (a system does
-    not give one part two numbers; see `resolver.system_code_conflict`).
+    not give one part two numbers; see `resolver.system_code_conflict`). A drawing number in
+    `attributes.drawing_no` (the PDM's number, which the ERP keeps in ZEINR) is one more code,
+    of the PDM's numbering whichever system sent the record.
     """
 
     def text(key: str) -> str:
@@ -320,6 +325,9 @@ def material_profile(record: Mapping[str, Any], source_system: str = "") -> Prof
         return value if isinstance(value, str) else ""
 
     code = normalize_code(text("code"))
+    attributes = record.get("attributes")
+    raw_drawing = attributes.get("drawing_no") if isinstance(attributes, Mapping) else None
+    drawing = normalize_code(raw_drawing) if isinstance(raw_drawing, str) else ""
     name = normalize_name_text(text("name"))
     spec = normalize_spec(text("specification"))
     uom = normalize_uom(text("uom"))
@@ -335,8 +343,15 @@ def material_profile(record: Mapping[str, Any], source_system: str = "") -> Prof
     return Profile(
         entity=MATERIAL,
         names=_uniq([name, concepts.name]),
-        codes=_uniq([code]),
-        system_codes=((source_system, code),) if source_system and code else (),
+        codes=_uniq([code, drawing]),
+        system_codes=_uniq_pairs(
+            [
+                *([(source_system, code)] if source_system and code else []),
+                # decision 45: an ERP material's drawing number is a PDM number of the record,
+                # so it finds its own PDM part and conflicts with another one (decision 44)
+                *([(DRAWING_SYSTEM, drawing)] if drawing else []),
+            ]
+        ),
         specs=_uniq([spec]),
         uoms=_uniq([uom]),
         categories=_uniq([category]),

@@ -18,8 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from rapidfuzz.distance import JaroWinkler
+
 from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
+from flows.identity.latin import JW_CLOSE
 from flows.identity.normalize import has_cjk
 from flows.identity.profile import MATERIAL, Profile, build_profile, merge_profiles
 from flows.identity.scoring import MATCH, NON_MATCH, FieldEvidence, Model, Score, score
@@ -77,7 +80,8 @@ class CandidateIndex(Protocol):
 
     Contract the store-backed implementation must keep for batch/stream equality:
     `candidates` ignores every key held by more than `cap` golden ids and ranks the rest with
-    `rank_candidates` (families of keys shared, keys shared, golden_id), at most `limit`.
+    `rank_candidates` (families of keys shared, rarest key shared, keys shared, golden_id), at
+    most `limit`.
     """
 
     def add(self, golden_id: str, keys: Iterable[str]) -> None: ...
@@ -98,18 +102,28 @@ class ClusterStore(Protocol):
 def rank_candidates(
     postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
 ) -> list[str]:
-    """Golden ids sharing a key, most families of keys shared first, then most keys, then id.
+    """Golden ids sharing a key: most families of keys shared first, then the rarest key
+    shared (fewest golden ids under it), then most keys, then id.
 
     Families first: one name yields several keys (name, bigrams, pinyin), so counting keys
     alone ranks a namesake in another size (same name, other specification) above the same
     part typed with other words but the same specification, and with more than `limit` such
-    namesakes the right cluster is never scored.
+    namesakes the right cluster is never scored. The rarest key next (decision 45): a part
+    described with other words shares one family with its own golden record (the
+    specification, held by one or two) and one with every namesake in another size (a bigram
+    such as 螺丝, held by a dozen); a tie on families used to go to the lower id.
     """
     by_family: dict[str, list[set[str]]] = {}
+    found: list[set[str]] = []
     for key in keys:
         ids = postings.get(key)
         if ids:
             by_family.setdefault(key_family(key), []).append(ids)
+            found.append(ids)
+    # smaller postings last, so each id keeps the size of the rarest key it shares (in C)
+    rarest: dict[str, int] = {}
+    for ids in sorted(found, key=len, reverse=True):
+        rarest.update(dict.fromkeys(ids, len(ids)))
     # Counter.update over sets counts in C; this runs for every record of a batch
     shared: Counter[str] = Counter()
     families: Counter[str] = Counter()
@@ -117,9 +131,9 @@ def rank_candidates(
         for ids in sets:
             shared.update(ids)
         families.update(sets[0] if len(sets) == 1 else set().union(*sets))
-    ranked = ((-families[gid], -count, gid) for gid, count in shared.items())
+    ranked = ((-families[gid], rarest[gid], -count, gid) for gid, count in shared.items())
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
-    return [gid for _, _, gid in heapq.nsmallest(limit, ranked)]
+    return [gid for _, _, _, gid in heapq.nsmallest(limit, ranked)]
 
 
 class InMemoryIndex:
@@ -188,10 +202,14 @@ def decide(
     """
     if keys is None:
         keys = frozenset(blocking_keys(profile)) if profile.usable() else frozenset()
-    if profile.codes and not profile.system_codes and profile.entity == MATERIAL:
+    if profile.entity == MATERIAL and len(profile.system_codes) < len(profile.codes):
         # a profile built without its system (build_profile's default): the record's codes are
         # the sending system's, which the system-code veto and the golden record need to know
-        profile = replace(profile, system_codes=tuple((source_system, c) for c in profile.codes))
+        # (a drawing number already has its system, the PDM's)
+        known = {c for _, c in profile.system_codes}
+        own = tuple((source_system, c) for c in profile.codes if c not in known)
+        if own:
+            profile = replace(profile, system_codes=(*own, *profile.system_codes))
     limit = config.max_values_per_field
     issues = _issues(profile) if explain else []
 
@@ -266,12 +284,13 @@ def decide(
         )
     result = Score(result.weight, probability, result.evidence, result.rule, result.levels)
     vetoed = [f for f in VETO_FIELDS.get(model.entity, ()) if result.level_of(model, f) == "else"]
-    lifted = _name_veto_lift(model, result, profile, cluster)
+    lifted = _name_veto_lift(model, result, profile, cluster) if "person_name" in vetoed else ""
     if "person_name" in vetoed and config.dob_lifts_name_veto and lifted:
         # A relative who shares the family name, the address and the phone does not share the
         # birth date too (twins apart), nor a passport or id number (issue 4, decision 25g):
-        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos). The weight
-        # of the evidence still has to reach the upper threshold.
+        # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos), or written
+        # family name first (decision 49). The weight of the evidence still has to reach the
+        # upper threshold.
         vetoed.remove("person_name")
         if explain:
             evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
@@ -384,17 +403,24 @@ def registry_id_conflict(a: Profile, b: Profile) -> str:
 
 def _name_veto_lift(model: Model, result: Score, profile: Profile, cluster: Profile) -> str:
     """Why a person-name disagreement need not stop a merge, or "" when it must."""
-    if result.level_of(model, "dob") == "exact" and _shared_family_name(profile, cluster):
-        return "given names differ; family name and birth date agree"
+    if result.level_of(model, "dob") == "exact" and _shared_name_word(profile, cluster):
+        return "names differ; a name word and the birth date agree"
     if result.level_of(model, "weak_id") == "exact":
         return "names differ; an identity number without check digit agrees"
     return ""
 
 
-def _shared_family_name(a: Profile, b: Profile) -> bool:
-    """Latin person names whose last words agree (normalized names are "given family")."""
-    family = {n.rsplit(" ", 1)[-1] for n in a.names if " " in n and not has_cjk(n)}
-    return any(" " in n and not has_cjk(n) and n.rsplit(" ", 1)[-1] in family for n in b.names)
+def _shared_name_word(a: Profile, b: Profile) -> bool:
+    """Latin person names sharing a word of two letters or more, in either position, equal or
+    one keystroke apart (Jaro-Winkler >= 0.92, Splink's "close" level).
+
+    Decision 49: systems disagree on which word is the family name ("KRUGER Enzo" is
+    normalized "kruger enzo", so the last words of it and "lorenzo kruger" differ), and a
+    family name is mistyped as often as a given name (Erisen / Eriksen). Initials do not count.
+    """
+    ours = {w for n in a.names if not has_cjk(n) for w in n.split() if len(w) >= 2}
+    theirs = {w for n in b.names if not has_cjk(n) for w in n.split() if len(w) >= 2}
+    return any(x == y or JaroWinkler.similarity(x, y) >= JW_CLOSE for x in ours for y in theirs)
 
 
 def _kept_apart_evidence(

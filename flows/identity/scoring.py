@@ -25,7 +25,7 @@ from rapidfuzz.distance import JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import partial_ratio, token_set_ratio
 
 from flows.identity.latin import house_numbers_differ, person_name_level
-from flows.identity.normalize import has_cjk, pinyin, street_core
+from flows.identity.normalize import code_scheme, has_cjk, pinyin, street_core
 from flows.identity.parts import CANONICAL_PREFIX, canonical_level, grade_level
 from flows.identity.profile import CUSTOMER, MATERIAL, ORGANIZATION, Profile
 
@@ -120,7 +120,24 @@ def _name_level(a: str, b: str) -> int:
 
 
 def _cmp_name(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _name_outcome(a, b, explain)
+    """Material descriptions: the text levels, unless the part concepts of both disagree.
+
+    杯头螺丝 / 圆头螺丝 are one character apart ("similar" as text) and two heads as concepts
+    (decision 45): when both descriptions were read as concepts and no concept name of one is
+    the other's or a less specific form of it, a close or similar text is not agreement.
+    """
+    outcome = _name_outcome(a, b, explain)
+    if outcome[0] in (1, 2) and _concepts_disagree(a.names, b.names):
+        return 3, outcome[1], f"part concepts differ; text {outcome[2]}" if explain else ""
+    return outcome
+
+
+def _concepts_disagree(left: tuple[str, ...], right: tuple[str, ...]) -> bool:
+    ours = [n for n in left if n.startswith(CANONICAL_PREFIX)]
+    theirs = [n for n in right if n.startswith(CANONICAL_PREFIX)]
+    if not ours or not theirs:
+        return False
+    return all(canonical_level(x, y) == 3 for x in ours for y in theirs)
 
 
 def _cmp_org_name(a: Profile, b: Profile, explain: bool = False) -> Outcome:
@@ -328,16 +345,31 @@ def _cmp_place(a: Profile, b: Profile, explain: bool = False) -> Outcome:
     return 4, "", detail
 
 
+_INCOMPARABLE = 3
+
+
+@lru_cache(maxsize=65536)
 def _code_level(a: str, b: str) -> int:
+    """0 exact, 1 one keystroke apart, 2 else within one numbering, 3 two numberings."""
     if a == b:
         return 0
     if len(a) >= 5 and Levenshtein.distance(a, b, score_cutoff=1) <= 1:
         return 1
-    return 2
+    return 2 if code_scheme(a) == code_scheme(b) else _INCOMPARABLE
 
 
 def _cmp_code(a: Profile, b: Profile, explain: bool = False) -> Outcome:
-    return _best(a.codes, b.codes, _code_level, 2, explain)
+    """Material codes, compared within one numbering scheme (decision 45).
+
+    An ERP's own number (ERP012345) and a PDM drawing number (P1234567) for one part are not
+    a disagreement but two numberings, like a phone against an e-mail: null, not "else". Only
+    numbers of one scheme that differ (P1234567 / P7654321, two ERP numbers) are "else"; a
+    re-typed drawing number (p-1234567, P 1234567) normalizes equal, one wrong digit is close.
+    """
+    outcome = _best(a.codes, b.codes, _code_level, _INCOMPARABLE, explain)
+    if outcome[0] == _INCOMPARABLE:
+        return NULL, "", ""
+    return outcome
 
 
 def _cmp_spec(a: Profile, b: Profile, explain: bool = False) -> Outcome:

@@ -11,7 +11,8 @@ store, because a one-record batch pays per round trip far more than per row:
    and ignored, so its postings are never read (nor written any more);
 3. the postings of the other keys, which are then complete: the in-memory view has exactly
    the semantics of `InMemoryIndex` (keys past the cap ignored for good; candidates ordered as
-   `resolver.rank_candidates` does: key families shared, then keys shared, then golden id);
+   `resolver.rank_candidates` does: key families shared, then the rarest key shared, then
+   keys shared, then golden id);
 4. the profiles of every golden id met in 1-3 and of the ids new records would get.
 
 The Resolver then decides record after record in memory, seeing the effects of earlier records

@@ -49,16 +49,36 @@ TF_VALUES: dict[str, Callable[[Profile], Iterable[str]]] = {
     "weak_id": lambda p: (f"{s}:{v}" for s, v in p.weak_ids),
 }
 
-# fields whose agreement a family of blocking keys forces or biases
+# fields whose agreement a family of blocking keys forces or biases. Materials (decision 45):
+# a part's grade and material are read from its description and its category follows from
+# the part type, so pairs blocked on a name agree on them however many sizes apart they are;
+# a specification (M6X38 is a screw size, 6204 a bearing) fixes the part type, so pairs
+# blocked on it agree on category and concept name, and on grade far more often than random
+# pairs do (one size comes in the type's few grades). Left active, EM took that agreement of
+# siblings for the mark of a match (lambda 0.98 and m(spec exact) 0.02 among pairs of one
+# name; lambda 0.92 and m(grade exact) 0.34 among pairs of one specification, and with name
+# and category held, m(code else) 0: every pair whose codes differ counted as two parts).
 FAMILY_FIXES: dict[str, tuple[str, ...]] = {
     "id": (STRONG_ID, "weak_id"),
     "contact": ("place", "email"),
-    "name": ("name", "org_name", "person_name", "city"),
+    "name": ("name", "org_name", "person_name", "city", "grade", "category"),
     "dob": ("dob", "name", "person_name"),
     "street": ("place", "city"),
     "code": ("code",),
-    "spec": ("spec", "uom"),
+    "spec": ("spec", "uom", "category", "name", "grade"),
 }
+
+
+# A session estimates m only with at least this many comparisons observed (not null) in at
+# least MIN_OBSERVED of its pairs. With u held fixed, the levels of one comparison alone are a
+# mix lambda * m + (1 - lambda) * u in which lambda and m cannot be told apart; EM then returns
+# its starting point or whatever the blocking made of it.
+MIN_INDICATORS = 2
+MIN_OBSERVED = 50
+
+
+def _observed(patterns: Counter[Vector], k: int) -> int:
+    return sum(count for vec, count in patterns.items() if vec[k] != NULL)
 
 
 @dataclass(slots=True)
@@ -262,7 +282,16 @@ def fit(
             continue
         patterns = Counter(vector(p) for p in sorted(pairs))
         fixed = FAMILY_FIXES[family]
-        sessions.append((family, patterns, [k for k, n in enumerate(names) if n not in fixed]))
+        active = [k for k, n in enumerate(names) if n not in fixed]
+        observed_in = [k for k in active if _observed(patterns, k) >= MIN_OBSERVED]
+        if len(observed_in) < MIN_INDICATORS:
+            # decision 45: materials blocked on a specification keep only the code to compare
+            report.notes.append(
+                f"EM session {family} left out: only "
+                f"{', '.join(names[k] for k in observed_in) or 'no field'} to compare"
+            )
+            continue
+        sessions.append((family, patterns, active))
 
     u_list = list(observed)
     prior_patterns = _prior_patterns(profiles, postings, vector, config, rng, report)

@@ -49,6 +49,8 @@ DECISIONS = ("approved", "rejected", "withdrawn")
 # Request attributes that carry the workflow status in the origin system: a request whose
 # status there is already a decision is recorded as decided (no urge for a closed form).
 STATUS_ATTRIBUTES = ("oa.status", "status")
+# OA's own number of its copy of another system's request (OA's connector sets it).
+OA_FORM_ID = "oa.flow_id"
 # Clocks of different systems disagree a little: a decision stamped this much before the
 # submission still belongs to it.
 CLOCK_SKEW = dt.timedelta(minutes=10)
@@ -192,17 +194,45 @@ class _Batch:
     # -- requests -------------------------------------------------------------------------
 
     def request(self, env: Envelope, body: ApprovalRequest) -> None:
-        key = approval_key(env.source_system, body.approval_id)
+        origin = _origin_of(env, body)
+        key = approval_key(origin, body.approval_id)
         cur = self.held.get(key) or self._by_approval_id(body.approval_id, body.type)
         data = body.model_dump(mode="json")
         facts = _fact_columns(body)
         if cur is None:
-            values = self._new(key, env, body, data, facts)
-            self.held[key] = _Held(values, new=True, dirty=True)
-            self._apply_pending(self.held[key])
+            values = self._new(key, origin, env, body, data, facts)
+            held = self.held[key] = _Held(values, new=True, dirty=True)
+            if values["status"] != OPEN:
+                # OA's copy of another system's request, already decided when the hub first
+                # sees it: the decision goes back like any other.
+                self._answer(held, self._form_decision(env, body, str(values["status"])), OPEN)
+            self._apply_pending(held)
             self._forward(env, body, key)
             return
         v = cur.values
+        if v["origin_system"] == WORKFLOW_SYSTEM and origin != WORKFLOW_SYSTEM:
+            # OA's form came first and did not name its source system; the request of the
+            # system where the approval started says it now. Decided meanwhile: send it back.
+            v["origin_system"] = origin
+            cur.dirty = True
+            if v["status"] != OPEN and v["decided_at"] is not None:
+                self._answer(
+                    cur,
+                    _Decision(
+                        str(v["approval_id"]),
+                        WORKFLOW_SYSTEM,
+                        str(v["status"]),
+                        str(v["decided_by"]),
+                        v["decided_at"],
+                        str(v["last_message_id"]),
+                    ),
+                    OPEN,
+                )
+        form_id = (v["request"] or {}).get("attributes", {}).get(OA_FORM_ID)
+        if form_id and env.source_system != WORKFLOW_SYSTEM:
+            # OA already holds a form for this approval (it told the hub of it): the request
+            # goes to that form, by its number, never to a new one.
+            data["attributes"] = {**data["attributes"], OA_FORM_ID: form_id}
         round_ = int(v["round"])
         if v["status"] != OPEN:
             if v["decided_at"] is not None and body.submitted_at > v["decided_at"]:
@@ -225,34 +255,46 @@ class _Batch:
         )
         status = _status_attribute(body)
         if status is not None and v["status"] == OPEN:
-            self._decide(cur, status, env.source_system, _ts(env), str(env.message_id))
-            # A form status is a decision like a decide message: OA's decide message may come
-            # later, stamped earlier, or never. The form names no decider; its current
-            # approver is the person OA was waiting on.
-            decided = _Decision(
-                body.approval_id,
-                env.source_system,
-                status,
-                body.approver,
-                _ts(env),
-                str(env.message_id),
-                None,
-                env,
-            )
-            self._answer(cur, decided, OPEN)
+            self._decide(cur, status, body.approver, _ts(env), str(env.message_id))
+            self._answer(cur, self._form_decision(env, body, status), OPEN)
         cur.dirty = True
-        self._forward(env, body, v["key"])
+        self._forward(env, body, v["key"], data if form_id else None)
 
-    def _forward(self, env: Envelope, body: ApprovalRequest, key: str) -> None:
+    @staticmethod
+    def _form_decision(env: Envelope, body: ApprovalRequest, status: str) -> _Decision:
+        """A form status is a decision like a decide message: OA's decide message may come
+        later, stamped earlier, or never. The form names no decider; its current approver is
+        the person OA was waiting on."""
+        return _Decision(
+            body.approval_id,
+            env.source_system,
+            status,
+            body.approver,
+            _ts(env),
+            str(env.message_id),
+            None,
+            env,
+        )
+
+    def _forward(
+        self,
+        env: Envelope,
+        body: ApprovalRequest,
+        key: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         """A request from another system goes to the workflow system (OA), where the
         approver decides it and where its urges land. Keyed by the approval: delivery keeps
-        the form's OA id under that key, so a changed request updates the same form."""
+        the form's OA id under that key, so a changed request updates the same form.
+        ``data``: the body to send instead of the request's own (it names OA's form)."""
         if env.source_system == WORKFLOW_SYSTEM or _status_attribute(body) is not None:
             return  # OA's own form (no echo), or one already decided where it started
+        changes: dict[str, Any] = {} if data is None else {"body": data}
         out = env.caused(
             # Deterministic: a batch applied again emits the same message, which the
             # delivery flow's ledger drops.
             message_id=uuid.uuid5(URGE_NAMESPACE, f"forward/{env.message_id}"),
+            **changes,
         )
         self.ctx.emit(topics.outbound(WORKFLOW_SYSTEM), out, key=key)
 
@@ -267,6 +309,7 @@ class _Batch:
     def _new(
         self,
         key: str,
+        origin: str,
         env: Envelope,
         body: ApprovalRequest,
         data: dict[str, Any],
@@ -275,7 +318,7 @@ class _Batch:
         _facts, p = self._plan(key, data, 1)
         values: dict[str, Any] = {
             "key": key,
-            "origin_system": env.source_system,
+            "origin_system": origin,
             "approval_id": body.approval_id,
             "round": 1,
             **facts,
@@ -299,7 +342,7 @@ class _Batch:
         status = _status_attribute(body)
         if status is not None:
             values.update(
-                status=status, decided_at=_ts(env), decided_by=env.source_system, next_due_at=None
+                status=status, decided_at=_ts(env), decided_by=body.approver, next_due_at=None
             )
         return values
 
@@ -483,6 +526,17 @@ def _status_attribute(body: ApprovalRequest) -> str | None:
     return None
 
 
+def _origin_of(env: Envelope, body: ApprovalRequest) -> str:
+    """The system where the approval started. OA's copy of another system's request names it
+    (来源系统, ``oa.ext_system``), so an OA form that reaches the hub before that system's own
+    request is keyed, and answered, as that system's approval."""
+    if env.source_system == WORKFLOW_SYSTEM:
+        ext = body.attributes.get("oa.ext_system")
+        if isinstance(ext, str) and ext and ext != WORKFLOW_SYSTEM:
+            return ext
+    return env.source_system
+
+
 def _ts(env: Envelope) -> dt.datetime:
     return env.source_ts or env.occurred_at
 
@@ -493,7 +547,6 @@ def _without(values: dict[str, Any], *names: str) -> dict[str, Any]:
 
 _UPDATABLE = frozenset(c.key for c in Approval.__table__.columns) - {
     "key",
-    "origin_system",
     "approval_id",
     "created_at",
     "lease_until",

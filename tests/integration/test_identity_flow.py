@@ -372,6 +372,45 @@ async def test_parts_under_other_numbers_of_one_system_stay_apart_in_streaming(
         assert ["pdm", "RS710020000"] in profile["system_codes"]
 
 
+async def test_an_erp_material_joins_the_pdm_part_its_drawing_number_names(
+    broker: str, store_url: str
+) -> None:
+    # decision 45: the ERP keeps the PDM drawing number in ZEINR, canonical
+    # attributes.drawing_no (connectors/erp/mapping.py); name and spec alone cannot tell the
+    # four motor assemblies apart, the drawing number does
+    body = {"name": "电机组件", "specification": "直流电机 7000rpm", "uom": "PCE"}
+    models = ("RS7100", "RS5200", "RS3300", "RS9900")
+
+    def env(system: str, sid: str, code: str, drawing: str) -> Envelope:
+        record = {**body, "code": code, "attributes": {"drawing_no": drawing}}
+        Material.model_validate(record)
+        return Envelope(
+            entity=Entity.material, source_system=system, source_id=sid, source_ts=T0, body=record
+        )
+
+    erp = env("erp", "2000000017", "2000000017", "RS5200-20-000")
+    envs = [env("pdm", f"{m}-20-000", f"{m}-20-000", f"{m}-20-000") for m in models]
+    async with identity_hub(broker, store_url) as h:
+        await produce_envs(broker, topics.canonical(Entity.material), [*envs, erp])
+
+        async def all_linked() -> bool:
+            return await h.count(select(func.count()).select_from(GoldenMember)) == 5
+
+        await wait_until(all_linked, what="five parts resolved")
+        await h.drain()
+        members = await h.members()
+        part = members[("pdm", "RS5200-20-000")]
+        assert members[("erp", "2000000017")] == part
+        assert len({members[("pdm", f"{m}-20-000")] for m in models}) == 4
+        review = await h.rows(select(ReviewItem.source_id))
+        assert ("2000000017",) not in review
+        profile = (
+            await h.rows(select(GoldenRecord.profile).where(GoldenRecord.golden_id == part))
+        )[0][0]
+        assert ["erp", "2000000017"] in profile["system_codes"]
+        assert ["pdm", "RS520020000"] in profile["system_codes"]
+
+
 # --- streaming gives the batch command's clusters ----------------------------------------------
 
 CN_TYPE = {

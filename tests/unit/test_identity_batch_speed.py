@@ -56,17 +56,22 @@ def test_quiet_scoring_adds_up_to_the_same_bits_as_explained_scoring(
 def _ranked_by_full_sort(
     postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
 ) -> list[str]:
-    # the ranking as decision 25d wrote it first: count, collect families, sort everything
+    # the ranking as decision 25d wrote it first (count, collect families, sort everything),
+    # with decision 45's rarest shared key after the families
     shared: Counter[str] = Counter()
     families: dict[str, set[str]] = {}
+    rarest: dict[str, int] = {}
     for key in keys:
         ids = postings.get(key)
         if ids:
             shared.update(ids)
             for gid in ids:
                 families.setdefault(gid, set()).add(key_family(key))
-    ranked = sorted([(-len(families[gid]), -count, gid) for gid, count in shared.items()])
-    return [gid for _, _, gid in ranked[:limit]]
+                rarest[gid] = min(rarest.get(gid, len(ids)), len(ids))
+    ranked = sorted(
+        [(-len(families[gid]), rarest[gid], -count, gid) for gid, count in shared.items()]
+    )
+    return [gid for *_, gid in ranked[:limit]]
 
 
 def test_candidate_ranking_equals_a_full_sort() -> None:

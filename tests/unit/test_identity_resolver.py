@@ -241,6 +241,23 @@ def test_a_given_name_variant_merges_when_family_name_and_birth_date_agree(lift:
         assert second.action == "review" and "disagreement" in second.flags
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("Lorenzo Krüger", "KRÜGER Enzo"),  # family name first: "kruger" is not the last word
+        ("Wojciech Eriksen", "ERISEN Wojtek"),  # and mistyped (Jaro-Winkler 0.94)
+    ],
+)
+def test_the_name_veto_is_lifted_by_a_name_word_in_either_position(ours: str, theirs: str) -> None:
+    # decision 49: systems disagree on which word is the family name, and a family name is
+    # mistyped as often as a given name; the birth date, phone and address agree
+    r = resolver()
+    first = r.resolve("crm", "C1", person(ours, "1988-06-25"))
+    second = r.resolve("erp", "E1", person(theirs, "1988-06-25"))
+    assert second.action == "merge" and second.golden_id == first.golden_id
+    assert any(e.level == "name veto lifted" for e in second.evidence)
+
+
 def test_a_relative_at_the_same_address_is_not_merged() -> None:
     r = resolver()
     first = r.resolve("crm", "C1", person("Oleksandr Janssen", "1956-07-02"))

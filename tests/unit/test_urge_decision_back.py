@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.erp.connector import build as build_erp
+from connectors.oa.connector import build as build_oa
 from contracts.envelope import Entity, Envelope, Op
 from hub.store.models import OutboxRow
 from tests.unit.test_urge_scheduler import Feed, approval, at, decision_env, request_env
@@ -137,3 +138,59 @@ async def test_a_later_different_decision_updates_the_release_an_older_one_does_
     assert await releases(sessions) == [("A", "李总"), ("W", "李总")]
     row = await approval(sessions, f"erp:{ERP_ID}")
     assert row.status == "withdrawn"
+
+
+def oa_copy_env(*, status: str | None = None, names_source: bool = True) -> Envelope:
+    """OA's form for the ERP requisition, as OA's connector reads it (来源系统 = ERP)."""
+    attributes: dict[str, Any] = {"oa.flow_id": "SP202610120007"}
+    if names_source:
+        attributes["oa.ext_system"] = "erp"
+    if status is not None:
+        attributes["oa.status"] = status
+    env = request_env(ERP_ID, system="oa", attributes=attributes)
+    return env.model_copy(update={"source_ts": at(2026, 10, 12, 10)})
+
+
+async def test_an_oa_form_seen_before_the_erp_request_is_answered_to_the_erp(
+    sessions: Any,
+) -> None:
+    # OA's form reaches the hub first (a replay, or a clerk who typed the requisition into OA):
+    # it names the ERP as its source, so the approval is the ERP's from the start.
+    feed = Feed(sessions)
+    await feed(oa_copy_env())
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 11), decision="rejected"))
+    assert await releases(sessions) == [("R", "李总")]
+    row = await approval(sessions, f"erp:{ERP_ID}")
+    assert row.origin_system == "erp"
+    # the ERP's own request arrives later: the same approval, nothing sent twice
+    await feed(request_env(ERP_ID))
+    assert await releases(sessions) == [("R", "李总")]
+    # OA has the form (it told the hub of it): the request goes to that form, by its number
+    [(key, forwarded)] = await outbound(sessions, "oa")
+    assert key == f"erp:{ERP_ID}".encode()
+    assert forwarded.body["attributes"]["oa.flow_id"] == "SP202610120007"
+    _binding, native = build_oa().to_native(Entity.approval, forwarded.body)
+    assert (native.flow_id, native.ext_ref) == ("SP202610120007", ERP_ID)  # type: ignore[attr-defined]
+
+
+async def test_an_oa_form_decided_before_the_hub_saw_it_goes_back_at_once(sessions: Any) -> None:
+    feed = Feed(sessions)
+    await feed(oa_copy_env(status="approved"))
+    assert await releases(sessions) == [("A", "李总")]
+    await feed(request_env(ERP_ID))
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 9)))
+    assert await releases(sessions) == [("A", "李总")]
+
+
+async def test_an_erp_request_after_an_oa_form_without_source_takes_its_decision_back(
+    sessions: Any,
+) -> None:
+    # A form typed into OA without 来源系统: the hub learns where the approval started from the
+    # ERP's request, and sends the decision OA already holds.
+    feed = Feed(sessions)
+    await feed(oa_copy_env(status="approved", names_source=False))
+    assert await releases(sessions) == []
+    await feed(request_env(ERP_ID))
+    assert await releases(sessions) == [("A", "李总")]
+    await feed(decision_env(ERP_ID, at(2026, 10, 12, 9)))
+    assert await releases(sessions) == [("A", "李总")]

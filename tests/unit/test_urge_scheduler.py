@@ -320,7 +320,7 @@ async def test_oa_copies_of_one_approval_are_one_approval(sessions: Any) -> None
         assert (await s.execute(select(Approval.key))).scalars().all() == ["erp:PR-2026-0930-001"]
     await feed(request_env(system="oa", attributes={"oa.status": "approved"}))
     row = await approval(sessions)
-    assert (row.status, row.next_due_at, row.decided_by) == ("approved", None, "oa")
+    assert (row.status, row.next_due_at, row.decided_by) == ("approved", None, "李总")
 
 
 async def test_resubmission_after_a_decision_starts_a_new_round(sessions: Any) -> None:
