@@ -15,12 +15,13 @@ transaction (exactly-once effect through the core's ledger):
    source_id = golden id, source_system ``hub``, source_version = the golden record's version,
    trace = the cause's trace + the origin system (so the sync flow never echoes a change back
    to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
-4. writes profiles (version-checked), postings and key counts, members, review items and
-   identity events in bulk: one statement on PostgreSQL (``store_index.write_batch``).
+4. writes profiles (version-checked), postings and key counts, members, review items,
+   identity events and, on PostgreSQL, the batch's outbox rows (the golden events) in bulk:
+   one statement on PostgreSQL (``store_index.write_batch``).
 
-A one-record batch on PostgreSQL sends three statements of its own (prefetch, state of the
-golden records it changes when they already existed, write) besides the core's ledger check,
-outbox and ledger rows.
+A one-record batch on PostgreSQL sends two or three statements of its own (prefetch, state of
+the golden records it changes when they already existed, write, all as driver SQL) besides the
+core's one ledger claim (decision 47): three round trips, four for a merge, plus BEGIN/COMMIT.
 
 The model
 ---------
@@ -65,6 +66,7 @@ from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConf
 from flows.identity.training import _apply_overrides
 from hub.core.errors import TransientError
 from hub.core.processor import FlowContext, FlowSpec, Item
+from hub.store.db import is_store_contention
 from hub.store.identity_models import (
     ACTIVE,
     OPEN,
@@ -173,7 +175,7 @@ class IdentityFlow:
             for entity, group in groups.items():
                 await self._handle(ctx, entity, group)
         except Exception as exc:
-            if _store_contention(exc):
+            if is_store_contention(exc):
                 # a concurrent writer (another worker, an operator): redo the whole batch, do
                 # not let the core isolate and dead-letter a message that did nothing wrong
                 raise TransientError(f"identity store contention: {exc}") from exc
@@ -290,7 +292,7 @@ class IdentityFlow:
         # rows in golden id order: concurrent writers lock them in one order (no deadlock)
         for gid in sorted(final):
             survived, group = final[gid]
-            profile = index.profiles.get(gid) or Profile(entity)
+            profile = index.get(gid) or Profile(entity)
             values = golden_values(gid, profile, survived, group, sources)
             state = index.rows.get(gid)
             if state is None:
@@ -370,24 +372,10 @@ class IdentityFlow:
             for (system, sid), gid in sorted(index.links.items())
             if (system, sid) in index.known
         ]
+        if ctx.session.get_bind().dialect.name == "postgresql":
+            # the golden events emitted above go to the outbox in the same statement
+            w.outbox = ctx.take_outbox()
         await write_batch(ctx.session, w)
-
-
-# PostgreSQL: serialization failure, deadlock, lock timeout; the rest of class 40 / 55P03
-_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-
-
-def _store_contention(exc: BaseException) -> bool:
-    """A unique-key race, a deadlock or a locked SQLite file: worth redoing the batch."""
-    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-
-    if isinstance(exc, IntegrityError | OperationalError):
-        return True
-    if isinstance(exc, DBAPIError):
-        orig = exc.orig
-        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        return code in _RETRY_SQLSTATES
-    return False
 
 
 def spec(

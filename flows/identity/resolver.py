@@ -332,7 +332,7 @@ def decide(
         # A relative who shares the family name, the address and the phone does not share the
         # birth date too (twins apart), nor a passport or id number (issue 4, decision 25g):
         # the name is a typo or a nickname (Jmmy, Sasha for Oleksandr, Jon Satnos), or written
-        # family name first (decision 49). The weight of the evidence still has to reach the
+        # family name first (decision 48). The weight of the evidence still has to reach the
         # upper threshold.
         vetoed.remove("person_name")
         if explain:
@@ -457,7 +457,7 @@ def _shared_name_word(a: Profile, b: Profile) -> bool:
     """Latin person names sharing a word of two letters or more, in either position, equal or
     one keystroke apart (Jaro-Winkler >= 0.92, Splink's "close" level).
 
-    Decision 49: systems disagree on which word is the family name ("KRUGER Enzo" is
+    Decision 48: systems disagree on which word is the family name ("KRUGER Enzo" is
     normalized "kruger enzo", so the last words of it and "lorenzo kruger" differ), and a
     family name is mistyped as often as a given name (Erisen / Eriksen). Initials do not count.
     """

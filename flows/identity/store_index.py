@@ -23,8 +23,9 @@ What changed is written back (`write_batch`; on PostgreSQL one statement of data
 CTEs fed by one JSON parameter per table, elsewhere one statement per table): profiles (with
 an optimistic version check, so concurrent workers and operators never overwrite each other:
 a conflict is a TransientError and the batch is redone), new postings and count increments,
-members, review rows, identity events. Statements are built once per shape and cached, since
-building them cost more CPU than running them.
+members, review rows, identity events, and the core's outbox rows the flow hands over.
+Statements are built once per shape and cached, since building them cost more CPU than running
+them; on PostgreSQL they are driver SQL sent to asyncpg straight (decision 47).
 
 Keys longer than the column are stored as a prefix plus their SHA-1 (`store_key`).
 """
@@ -51,7 +52,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    TextClause,
     and_,
     bindparam,
     delete,
@@ -62,7 +62,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     tuple_,
     union,
     union_all,
@@ -80,7 +79,8 @@ from flows.identity.profile import Profile, build_profile, merge_profiles
 from flows.identity.resolver import golden_id_for, rank_candidates
 from flows.identity.survivorship import MemberRecord, Survived, SurvivorshipConfig, survive
 from hub.core.errors import TransientError
-from hub.store.db import insert_ignoring_conflicts
+from hub.core.outbox import add_rows
+from hub.store.db import insert_ignoring_conflicts, pg_driver
 from hub.store.delivery_models import Xref
 from hub.store.identity_models import (
     ACCEPTED,
@@ -144,7 +144,10 @@ class BatchIndex:
         self.entity = entity
         self.cap = cap
         self._postings: dict[str, set[str] | None] = {}
-        self.profiles: dict[str, Profile] = {}
+        self._profiles: dict[str, Profile] = {}
+        # stored profiles not parsed yet (JSON text or a dict): most candidates read are never
+        # scored (only the best `max_candidates` are), so each is parsed when first asked for
+        self._stored: dict[str, Any] = {}
         self.rows: dict[str, GoldenState] = {}
         self.xref: dict[Pair, str] = {}
         self.known: frozenset[Pair] = frozenset()  # pairs that had a member row when loaded
@@ -182,17 +185,33 @@ class BatchIndex:
         store_keys = list(by_store)
         sizes = (len(sids), len(ordered_pairs), len(store_keys), len(extra))
         rounds = max((n + CHUNK - 1) // CHUNK for n in sizes)
+        driver = await pg_driver(session)
         for i in range(rounds):
             part = slice(i * CHUNK, (i + 1) * CHUNK)
-            values = {
+            values: dict[str, Any] = {
                 "sids": sids[part],
                 "pairs": ordered_pairs[part],
                 "skeys": store_keys[part],
                 "extra": extra[part],
             }
-            stmt = _prefetch_statement(*(bool(v) for v in values.values()))
-            values.update(entity=entity, cap=cap)
-            for tag, a, b, c, d, n, j, _j2, t1, t2 in await _core(session, stmt, values):
+            if driver is not None:
+                pairs_part = ordered_pairs[part]
+                rows = await _pg_rows(
+                    driver,
+                    _PG_PREFETCH,
+                    entity,
+                    cap,
+                    sids[part],
+                    [p[0] for p in pairs_part],
+                    [p[1] for p in pairs_part],
+                    store_keys[part],
+                    extra[part],
+                )
+            else:
+                stmt = _prefetch_statement(*(bool(v) for v in values.values()))
+                values.update(entity=entity, cap=cap)
+                rows = await _core(session, stmt, values)
+            for tag, a, b, c, d, n, j, _j2, t1, t2 in rows:
                 if tag == "m":
                     members.append((a, b, c))
                 elif tag == "x":
@@ -251,8 +270,15 @@ class BatchIndex:
             version, status, profile = goldens[gid]
             self.rows[gid] = GoldenState(gid, version, status)
             if status == ACTIVE:
-                self.profiles[gid] = Profile.from_dict(profile)
+                self._stored[gid] = profile
         return self
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        """Profile of every active golden record the batch read or changed (all parsed)."""
+        for gid in list(self._stored):
+            self.get(gid)
+        return self._profiles
 
     # CandidateIndex -------------------------------------------------------------------------
 
@@ -277,10 +303,16 @@ class BatchIndex:
     # ClusterStore ---------------------------------------------------------------------------
 
     def get(self, golden_id: str) -> Profile | None:
-        return self.profiles.get(golden_id)
+        profile = self._profiles.get(golden_id)
+        if profile is None and golden_id in self._stored:
+            raw = self._stored.pop(golden_id)
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            profile = self._profiles[golden_id] = Profile.from_dict(data)
+        return profile
 
     def put(self, golden_id: str, profile: Profile) -> None:
-        self.profiles[golden_id] = profile
+        self._stored.pop(golden_id, None)
+        self._profiles[golden_id] = profile
         self.dirty.add(golden_id)
 
     def golden_of(self, source_system: str, source_id: str) -> str | None:
@@ -550,6 +582,76 @@ def _golden_state_statement() -> CompoundSelect[Any]:
     )
 
 
+# PostgreSQL through the driver (decision 47): the same reads as `_prefetch_statement` and
+# `_golden_state_statement`, written once as driver SQL with array parameters, so that one
+# text (one prepared statement) serves every batch size and SQLAlchemy's per-statement CPU is
+# not spent. Same tagged layout; JSON columns come as text and are parsed in `_pg_rows`.
+# The key counts are read first (`cnt`, materialized) and only the postings of keys within
+# the cap are read after them: joining the other way round, the planner read every stored
+# posting of the hot keys (up to `cap` each) to drop them at the join, ~10x the index pages
+# of a one-record batch at 1,000,000 golden records.
+_PG_SOURCE = (
+    "s.source_system, s.source_id, s.last_message_id, s.op, NULL::bigint, s.payload::text, "
+    "NULL::text, s.source_ts, s.updated_at"
+)
+_PG_PREFETCH = f"""
+WITH mem AS (
+    SELECT source_system, source_id, golden_id FROM golden_members
+    WHERE entity = $1 AND source_id = ANY($3::varchar[])
+), want AS (
+    SELECT * FROM unnest($4::varchar[], $5::varchar[]) AS w(system, sid)
+), xr AS (
+    SELECT x.system, x.local_id, x.key FROM xrefs x
+    JOIN want ON x.system = want.system AND x.local_id = want.sid
+    WHERE x.entity = $1
+), cnt AS MATERIALIZED (
+    SELECT key, n FROM block_key_counts WHERE entity = $1 AND key = ANY($6::varchar[])
+), post AS (
+    SELECT b.key, b.golden_id FROM cnt JOIN block_keys b ON b.entity = $1 AND b.key = cnt.key
+    WHERE cnt.n <= $2
+)
+SELECT 'm'::text AS tag, source_system::varchar, source_id::varchar, golden_id::varchar,
+    NULL::varchar, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz
+    FROM mem
+UNION ALL SELECT 'x', system, local_id, key, NULL, NULL, NULL, NULL, NULL, NULL FROM xr
+UNION ALL SELECT 's', {_PG_SOURCE}
+    FROM source_records s JOIN want ON s.source_system = want.system AND s.source_id = want.sid
+    WHERE s.entity = $1
+UNION ALL SELECT 'k', key, NULL, NULL, NULL, n, NULL, NULL, NULL, NULL FROM cnt
+UNION ALL SELECT 'p', key, NULL, golden_id, NULL, NULL, NULL, NULL, NULL, NULL FROM post
+UNION ALL SELECT 'g', g.status, NULL, g.golden_id, NULL, g.version, g.profile::text, NULL, NULL,
+    NULL FROM golden_records g
+    WHERE g.golden_id IN (
+        SELECT golden_id FROM mem UNION SELECT key FROM xr UNION SELECT golden_id FROM post
+        UNION SELECT unnest($7::varchar[])
+    )
+"""
+_PG_GOLDEN_STATE = f"""
+SELECT 'r'::text AS tag, NULL::varchar, NULL::varchar, golden_id::varchar, NULL::varchar,
+    NULL::bigint, record::text, winners::text, NULL::timestamptz, NULL::timestamptz
+    FROM golden_records WHERE golden_id = ANY($2::varchar[])
+UNION ALL SELECT 'm', source_system, source_id, golden_id, NULL, id, NULL, NULL, linked_at, NULL
+    FROM golden_members WHERE entity = $1 AND golden_id = ANY($2::varchar[])
+UNION ALL SELECT 's', {_PG_SOURCE}
+    FROM source_records s JOIN golden_members m ON m.entity = s.entity
+        AND m.source_system = s.source_system AND m.source_id = s.source_id
+    WHERE s.entity = $1 AND m.golden_id = ANY($2::varchar[])
+"""
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+async def _pg_rows(driver: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of a tagged driver read, JSON columns (j, j2) parsed as SQLAlchemy's JSON type
+    would have, except golden profiles (tag g): `BatchIndex` parses those it is asked for."""
+    return [
+        (tag, a, b, c, d, n, j if tag == "g" else _json(j), _json(j2), t1, t2)
+        for tag, a, b, c, d, n, j, j2, t1, t2 in await driver.fetch(sql, *args)
+    ]
+
+
 async def golden_state(
     session: AsyncSession, entity: str, golden_ids: Iterable[str]
 ) -> tuple[
@@ -563,10 +665,14 @@ async def golden_state(
     stored: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     joined: list[tuple[datetime, int, str, Pair]] = []
     sources: dict[Pair, MemberRecord] = {}
-    stmt = _golden_state_statement()
+    driver = await pg_driver(session)
     for chunk in _chunks(sorted(set(golden_ids))):
-        values = {"entity": entity, "gids": list(chunk)}
-        for tag, a, b, c, d, n, j, j2, t1, t2 in await _core(session, stmt, values):
+        if driver is not None:
+            rows = await _pg_rows(driver, _PG_GOLDEN_STATE, entity, list(chunk))
+        else:
+            values = {"entity": entity, "gids": list(chunk)}
+            rows = await _core(session, _golden_state_statement(), values)
+        for tag, a, b, c, d, n, j, j2, t1, t2 in rows:
             if tag == "r":
                 stored[c] = (j or {}, j2 or {})
             elif tag == "m":
@@ -734,14 +840,17 @@ class Writes:
     relinks: list[tuple[str, str, str, datetime]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # the core's outbox rows of the batch (FlowContext.take_outbox), written with the rest
+    outbox: list[dict[str, object]] = field(default_factory=list)
 
 
 async def write_batch(session: AsyncSession, w: Writes) -> None:
     """Write a batch's changes. PostgreSQL: one statement (data-modifying CTEs) whatever the
     batch holds, since a round trip costs a one-record batch more than all its rows; other
     stores (SQLite, in-process: a statement costs no round trip): one statement per table."""
-    if session.get_bind().dialect.name == "postgresql" and _pg_fits(w):
-        await _pg_write(session, w)
+    driver = await pg_driver(session) if _pg_fits(w) else None
+    if driver is not None:
+        await _pg_write(session, driver, w)
         return
     for gid, expected, values in w.golden_updates:
         await update_golden(session, gid, expected, values)
@@ -764,6 +873,7 @@ async def write_batch(session: AsyncSession, w: Writes) -> None:
         )
     await insert_rows(session, ReviewItem, w.reviews)
     await insert_rows(session, IdentityEvent, w.events)
+    await add_rows(session, w.outbox)
 
 
 # a JSON parameter per table; past this many rows in all, fall back to per-table statements
@@ -784,7 +894,15 @@ _UPDATED = (
 
 
 def _pg_fits(w: Writes) -> bool:
-    parts = (w.golden_inserts, w.golden_updates, w.postings, w.members, w.reviews, w.events)
+    parts = (
+        w.golden_inserts,
+        w.golden_updates,
+        w.postings,
+        w.members,
+        w.reviews,
+        w.events,
+        w.outbox,
+    )
     return sum(len(p) for p in parts) + len(w.count_deltas) + len(w.relinks) <= _PG_MAX_ROWS
 
 
@@ -797,11 +915,12 @@ def _json_default(value: Any) -> str:
 def _recordset(
     dialect: Dialect, table: Table, param: str, columns: Sequence[str], extra: str = ""
 ) -> str:
-    """`json_to_recordset(:param) AS r(col type, ...)` typed like the table's columns."""
+    """`json_to_recordset($n) AS r(col type, ...)` typed like the table's columns (`param` is
+    the placeholder, `$n`)."""
     defs = [f'"{c}" {table.c[c].type.compile(dialect=dialect)}' for c in columns]
     if extra:
         defs.append(extra)
-    return f"json_to_recordset(CAST(:{param} AS json)) AS r({', '.join(defs)})"
+    return f"json_to_recordset({param}::json) AS r({', '.join(defs)})"
 
 
 # (CTE name, table, what follows the INSERT ... SELECT), in the order the other stores write
@@ -818,6 +937,15 @@ _PG_INSERTS: tuple[tuple[str, str, str], ...] = (
     ("ins_events", "identity_events", ""),
 )
 _RELINKED = ("source_system", "source_id", "golden_id", "linked_at")
+# the core's outbox rows, when the flow writes them with its own (decision 47): arrays, since
+# key and value are bytes; in the order emitted
+_OUTBOX = (
+    "outbox AS (INSERT INTO outbox (topic, key, value, headers, created_at, attempts) "
+    "SELECT topic, key, value, headers, created_at, attempts FROM unnest({}::varchar[], "
+    "{}::bytea[], {}::bytea[], {}::json[], {}::timestamptz[], {}::integer[]) "
+    "WITH ORDINALITY AS r(topic, key, value, headers, created_at, attempts, i) ORDER BY i)"
+)
+_OUTBOX_COLUMNS = ("topic", "key", "value", "headers", "created_at", "attempts")
 
 
 @functools.lru_cache(maxsize=256)
@@ -826,15 +954,27 @@ def _pg_write_sql(
     updates: bool,
     inserts: tuple[tuple[str, tuple[str, ...]], ...],
     relinks: bool,
-) -> TextClause:
-    """The one write statement for a shape of batch (which tables get rows, which columns):
-    built once per shape, so the driver's prepared statement is reused too."""
+    outbox: bool,
+) -> tuple[str, tuple[str, ...]]:
+    """The one write statement for a shape of batch (which tables get rows, which columns),
+    as driver SQL and the names of its parameters in order: built once per shape, so the
+    driver's prepared statement is reused too."""
     tables = {t.name: t for t in Base.metadata.sorted_tables}
+    names: list[str] = []
+
+    def param(name: str) -> str:
+        names.append(name)
+        return f"${len(names)}"
+
     ctes: list[str] = []
     if updates:
         sets = ", ".join(f'"{c}" = r."{c}"' for c in _UPDATED)
         source = _recordset(
-            dialect, tables["golden_records"], "upd", ["golden_id", *_UPDATED], "expected integer"
+            dialect,
+            tables["golden_records"],
+            param("upd"),
+            ["golden_id", *_UPDATED],
+            "expected integer",
         )
         ctes.append(
             f"upd AS (UPDATE golden_records AS g SET {sets} FROM {source} "
@@ -845,25 +985,27 @@ def _pg_write_sql(
         if name not in present:
             continue
         columns = present[name]
-        names = ", ".join(f'"{c}"' for c in columns)
+        listed = ", ".join(f'"{c}"' for c in columns)
         selected = ", ".join(f'r."{c}"' for c in columns)
-        source = _recordset(dialect, tables[table], name, columns)
+        source = _recordset(dialect, tables[table], param(name), columns)
         ctes.append(
-            f"{name} AS (INSERT INTO {table} ({names}) SELECT {selected} FROM {source}{tail})"
+            f"{name} AS (INSERT INTO {table} ({listed}) SELECT {selected} FROM {source}{tail})"
         )
     if relinks:
-        source = _recordset(dialect, tables["golden_members"], "relink", _RELINKED)
+        source = _recordset(dialect, tables["golden_members"], param("relink"), _RELINKED)
         ctes.append(
             "relink AS (UPDATE golden_members AS m SET golden_id = r.golden_id, "
             f"linked_at = r.linked_at FROM {source} "
-            "WHERE m.entity = :entity AND m.source_id = r.source_id "
+            f"WHERE m.entity = {param('entity')}::varchar AND m.source_id = r.source_id "
             "AND m.source_system = r.source_system)"
         )
+    if outbox:
+        ctes.append(_OUTBOX.format(*(param(f"outbox.{c}") for c in _OUTBOX_COLUMNS)))
     counted = "(SELECT count(*) FROM upd)" if updates else "0"
-    return text(f"WITH {', '.join(ctes)} SELECT {counted}")
+    return f"WITH {', '.join(ctes)} SELECT {counted}", tuple(names)
 
 
-async def _pg_write(session: AsyncSession, w: Writes) -> None:
+async def _pg_write(session: AsyncSession, driver: Any, w: Writes) -> None:
     rows: dict[str, list[dict[str, Any]]] = {
         "ins_golden": w.golden_inserts,
         "ins_keys": w.postings,
@@ -886,11 +1028,22 @@ async def _pg_write(session: AsyncSession, w: Writes) -> None:
         relinks = [dict(zip(_RELINKED, r, strict=True)) for r in w.relinks]
         params["relink"] = json.dumps(relinks, default=_json_default, ensure_ascii=False)
         params["entity"] = w.entity
-    if not params:
+    for column in _OUTBOX_COLUMNS:
+        values = [row[column] for row in w.outbox]
+        if column == "headers":
+            values = [json.dumps(v) for v in values]
+        params[f"outbox.{column}"] = values
+    if not (any(rows.values()) or w.golden_updates or w.relinks or w.outbox):
         return
     shape = tuple((name, tuple(r[0])) for name, r in rows.items() if r)
-    sql = _pg_write_sql(session.get_bind().dialect, bool(w.golden_updates), shape, bool(w.relinks))
-    updated = (await _core(session, sql, params)).scalar_one()
+    sql, names = _pg_write_sql(
+        session.get_bind().dialect,
+        bool(w.golden_updates),
+        shape,
+        bool(w.relinks),
+        bool(w.outbox),
+    )
+    updated = await driver.fetchval(sql, *(params[n] for n in names))
     if updated != len(w.golden_updates):
         # all of it is rolled back with the batch's transaction, which is redone
         raise TransientError(

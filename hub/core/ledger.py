@@ -9,6 +9,7 @@ from functools import lru_cache
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store.db import pg_driver
 from hub.store.models import ProcessedMessage
 
 _CHUNK = 500
@@ -51,3 +52,29 @@ async def mark_processed(session: AsyncSession, consumer: str, ids: Iterable[str
     rows = [{"consumer": consumer, "message_id": i, "processed_at": now} for i in ids]
     if rows:
         await session.execute(insert(ProcessedMessage), rows)
+
+
+_CLAIM = (
+    f"INSERT INTO {ProcessedMessage.__tablename__} (consumer, message_id, processed_at) "
+    "SELECT $1::varchar, m, $3::timestamptz FROM unnest($2::varchar[]) AS m "
+    "ON CONFLICT DO NOTHING RETURNING message_id"
+)
+
+
+async def claim(session: AsyncSession, consumer: str, ids: Iterable[str]) -> set[str] | None:
+    """PostgreSQL: write the ledger rows of `ids` now, in one statement, and return the ids
+    that were there already (processed before). None on other stores: check with
+    `already_processed` and `mark_processed` after applying.
+
+    The rows are written in the batch's transaction, so they are committed with its effects or
+    rolled back with them, exactly as rows written after applying (decision 47). A concurrent
+    transaction claiming the same id waits for this one and then finds it processed.
+    """
+    driver = await pg_driver(session)
+    if driver is None:
+        return None
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return set()
+    fresh = {r[0] for r in await driver.fetch(_CLAIM, consumer, wanted, datetime.now(UTC))}
+    return {i for i in wanted if i not in fresh}

@@ -25,7 +25,7 @@ from hub.core import faults
 from hub.core.dlq import Failure, dead_letter
 from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord, headers_to_json
-from hub.core.ledger import already_processed, mark_processed
+from hub.core.ledger import already_processed, claim, mark_processed
 from hub.core.outbox import add_rows, envelope_values, outbox_values
 from hub.store.db import insert_ignoring_conflicts
 from hub.store.models import JournalEntry
@@ -57,6 +57,13 @@ class FlowContext:
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         self.outbox.append(outbox_values(topic, value, key, headers))
+
+    def take_outbox(self) -> list[dict[str, object]]:
+        """The outbox rows emitted so far, handed to a flow that writes them itself, in its
+        own statement of the batch's transaction (the identity flow on PostgreSQL: one round
+        trip fewer, decision 47); the core then no longer writes them."""
+        rows, self.outbox = self.outbox, []
+        return rows
 
 
 # A handler applies a list of messages (in order) and may emit; an exception fails them all,
@@ -184,7 +191,10 @@ class BatchProcessor:
         if self.spec.journal:
             await self._journal(session, decoded)
         ids = [str(d.env.message_id) for d in decoded if d.env is not None and d.failure is None]
-        seen = await already_processed(session, flow, ids)
+        # the fast path writes the ledger rows up front on PostgreSQL (one statement instead of
+        # a check now and an insert at the end); a failure rolls them back with the batch
+        claimed = None if careful else await claim(session, flow, ids)
+        seen = claimed if claimed is not None else await already_processed(session, flow, ids)
         todo: list[Item] = []
         for d in decoded:
             env = d.env
@@ -239,7 +249,8 @@ class BatchProcessor:
                 done.append(str(item.env.message_id))
         stats.applied += len(done)
         await add_rows(session, ctx.outbox)
-        await mark_processed(session, flow, done)
+        if claimed is None:
+            await mark_processed(session, flow, done)
         faults.reached("before_store_commit")
         return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,59 @@ def create_engine(url: str) -> AsyncEngine:
     # opening and closing the overflow connections at every burst (a PostgreSQL backend
     # started and an SSL context built per connection, 300 per run of bench/api_latency.py,
     # in the admin API's event loop).
-    kw: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 0}
+    kw: dict[str, Any] = {"pool_size": 20, "max_overflow": 0}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
         kw["connect_args"] = {"server_settings": dict(PG_SERVER_SETTINGS)}
-    return create_async_engine(url, **kw)
+    engine = create_async_engine(url, **kw)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection checked in less than this long ago is not pinged on checkout (decision 47).
+PING_IDLE_S = 1.0
+_CHECKED_IN = "eai_checked_in"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping on checkout, but only a connection that sat in the pool PING_IDLE_S or more.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout, and asyncpg's ping is three round
+    trips (BEGIN, an empty query, ROLLBACK): more than a one-record batch's own statements
+    cost (decision 47). A connection given back a moment ago is alive as far as a ping could
+    tell, unless asyncpg saw the server close it (checked without a round trip); one that sat
+    idle (where a PostgreSQL restart or a dropped link shows) is pinged as before. A closed or
+    failed connection makes the pool connect afresh, as pre-ping did.
+    """
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_CHECKED_IN, None)
+        driver = getattr(record, "driver_connection", None)
+        is_closed = getattr(driver, "is_closed", None)
+        if is_closed is not None and is_closed():
+            # the server closed it (a restart, a terminated backend) and asyncpg saw it: no
+            # round trip needed to know, whenever it was last used. A statement sent straight
+            # to asyncpg (`pg_driver`) that met the close did not invalidate it in the pool.
+            raise sa_exc.InvalidatePoolError("connection closed by the server")
+        if since is not None and time.monotonic() - since < PING_IDLE_S:
+            return
+        if since is None:
+            return  # a connection just opened: connecting was the proof
+        dialect = sync.dialect
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if not dialect.is_disconnect(exc, dbapi_conn, None):
+                raise
+            # as pool_pre_ping does: every pooled connection older than now is suspect, and
+            # the pool checks out a fresh one instead of this
+            raise sa_exc.InvalidatePoolError("idle connection failed its pre-ping") from exc
 
 
 class _WriteGate:
@@ -275,3 +325,55 @@ async def insert_ignoring_conflicts(session: Any, table: Any, rows: list[dict[st
     else:  # pragma: no cover - only the two supported stores
         raise NotImplementedError(f"store dialect {dialect} is not supported")
     await session.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+
+
+async def pg_driver(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under `session`'s transaction on PostgreSQL, None elsewhere.
+
+    For hot paths that send driver SQL straight to asyncpg (decision 47): SQLAlchemy's
+    execution costs more CPU than a one-record batch's statement itself. The session's
+    transaction is begun first (SQLAlchemy sends BEGIN only with its first statement), so what
+    runs on the returned connection is part of it and is committed or rolled back with it.
+    Errors raised there are asyncpg's own (`is_store_contention` knows both kinds).
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or bind.dialect.driver != "asyncpg":
+        return None
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:  # pragma: no cover - an invalidated connection is never handed out
+        return None
+    if not driver.is_in_transaction():
+        adapted = raw.dbapi_connection
+        start = getattr(adapted, "_start_transaction", None)
+        if start is not None and getattr(adapted, "_transaction", False) is None:
+            # the BEGIN SQLAlchemy's adapter sends before its first statement, sent now and
+            # tracked by the adapter, so that its COMMIT / ROLLBACK end it (SQLAlchemy pinned)
+            await start()
+        else:  # pragma: no cover - another SQLAlchemy: its BEGIN, then a no-op
+            await conn.exec_driver_sql("SELECT 1")
+    return driver
+
+
+# PostgreSQL: serialization failure, deadlock, lock timeout; the rest of class 40 / 55P03
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_store_contention(exc: BaseException) -> bool:
+    """A unique-key race, a deadlock, a lost connection or a locked SQLite file: worth redoing
+    the batch. Knows SQLAlchemy's wrapped errors and asyncpg's raw ones (`pg_driver`)."""
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.OperationalError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return code in _RETRY_SQLSTATES
+    import asyncpg
+
+    if isinstance(exc, asyncpg.PostgresError):
+        code = str(getattr(exc, "sqlstate", "") or "")
+        # class 23: integrity (a unique key a concurrent writer took first); 08: connection;
+        # 57P0x: the server shutting down, crashed or starting (a restart)
+        return code in _RETRY_SQLSTATES or code.startswith(("23", "08", "57P0"))
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError | OSError)

@@ -4,13 +4,14 @@ one-statement write, and that a prefetch split into several statements reads the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.customer import Customer
@@ -22,10 +23,10 @@ from flows.identity.profile import build_profile
 from flows.identity.resolver import golden_id_for
 from hub.core.errors import TransientError
 from hub.core.inbound import InboundRecord
-from hub.core.processor import FlowContext, Item
+from hub.core.processor import BatchProcessor, FlowContext, Item
 from hub.store import db
 from hub.store.identity_models import GoldenMember, GoldenRecord
-from hub.store.models import SourceRecord
+from hub.store.models import OutboxRow, ProcessedMessage, SourceRecord
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,20 @@ async def store(url: str) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession
         sent.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
+
+    def logged(query: Any) -> None:
+        # statements sent to asyncpg straight (decision 47); SQLAlchemy's own prepared ones
+        # are not logged there, so nothing counts twice
+        if query.query.strip().rstrip(";").upper() not in ("", "BEGIN", "COMMIT", "ROLLBACK"):
+            sent.append(query.query)
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        # on every checkout: connections opened before this listener count too (a set)
+        driver = getattr(record, "driver_connection", None)
+        if driver is not None and hasattr(driver, "add_query_logger"):
+            driver.add_query_logger(logged)
+
     try:
         yield db.sessionmaker(engine), sent
     finally:
@@ -70,12 +85,15 @@ async def resolve(sessions: async_sessionmaker[AsyncSession], *items: Item) -> N
     flow = identity.IdentityFlow()
     async with sessions() as s, s.begin():
         await flow.handle(FlowContext(s, identity.NAME), list(items))
+    await asyncio.sleep(0)  # asyncpg calls its query loggers soon, not at once
 
 
 async def test_a_one_record_batch_sends_a_fixed_small_number_of_statements(
     store_url: str,
 ) -> None:
     async with store(store_url) as (sessions, sent):
+        # a warm connection: asyncpg introspects the types of its first statements once
+        await resolve(sessions, item("oa", "w", C))
         sent.clear()
         await resolve(sessions, item("crm", "1", A))
         new = len(sent)
@@ -166,3 +184,43 @@ async def test_a_prefetch_split_into_several_statements_reads_the_same(
     assert whole == split
     assert len(whole[2]) == 2 and whole[1] == {("crm", "1"), ("crm", "2")}
     assert list(whole[5]) == [("crm", "1")] and whole[5][("crm", "1")].payload == A
+
+
+async def test_a_one_record_batch_through_the_core_sends_three_statements_on_postgres(
+    store_url: str,
+) -> None:
+    """Decision 47: the ledger's rows are claimed in one statement before the handler, the
+    golden events go to the outbox in the flow's write, and a connection back from the last
+    batch a moment ago is not pinged: ledger claim, prefetch, write (and, for a merge, the
+    golden record's state). SQLite keeps check, reads, per-table writes, outbox and mark."""
+    async with store(store_url) as (sessions, sent):
+        processor = BatchProcessor(identity.spec(), sessions, max_message_bytes=1_000_000)
+
+        async def process(body_item: Item) -> int:
+            sent.clear()
+            stats = await processor.process([body_item.rec])
+            await asyncio.sleep(0)  # asyncpg calls its query loggers soon, not at once
+            assert stats.applied == 1
+            return len(sent)
+
+        await process(item("oa", "w", C))  # warm: asyncpg introspects types once
+        new = await process(item("crm", "1", A))
+        joining = item("erp", "7", B)
+        merged = await process(joining)
+        sent.clear()
+        duplicate = await processor.process([joining.rec])  # the same message again
+        await asyncio.sleep(0)
+        again = len(sent)
+        async with sessions() as s:
+            links = dict(
+                (await s.execute(select(GoldenMember.source_system, GoldenMember.golden_id))).all()
+            )
+            ledger = await s.scalar(select(func.count()).select_from(ProcessedMessage))
+            outbox = list(await s.scalars(select(OutboxRow.topic).order_by(OutboxRow.id)))
+    assert links["erp"] == links["crm"]
+    assert (duplicate.applied, duplicate.duplicates) == (0, 1)
+    assert ledger == 3 and outbox == ["golden.customer"] * 3
+    if store_url.startswith("postgresql"):
+        assert (new, merged, again) == (3, 4, 1), sent
+    else:
+        assert (new, merged, again) == (10, 11, 2), sent

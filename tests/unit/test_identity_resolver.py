@@ -249,7 +249,7 @@ def test_a_given_name_variant_merges_when_family_name_and_birth_date_agree(lift:
     ],
 )
 def test_the_name_veto_is_lifted_by_a_name_word_in_either_position(ours: str, theirs: str) -> None:
-    # decision 49: systems disagree on which word is the family name, and a family name is
+    # decision 48: systems disagree on which word is the family name, and a family name is
     # mistyped as often as a given name; the birth date, phone and address agree
     r = resolver()
     first = r.resolve("crm", "C1", person(ours, "1988-06-25"))
