@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,3 +104,25 @@ def header(rec: Any, name: str) -> str | None:
         if k == name:
             return bytes(v).decode()
     return None
+
+
+class StatementCount:
+    n = 0
+
+
+@contextlib.contextmanager
+def counting_statements(engine: Any) -> Iterator[StatementCount]:
+    """Counts the SQL statements an async engine sends while the block runs (an
+    executemany counts once)."""
+    counted = StatementCount()
+
+    def count(*_: Any) -> None:
+        counted.n += 1
+
+    from sqlalchemy import event
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield counted
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

@@ -51,6 +51,18 @@ class FakeTarget:
         pass
 
 
+async def run_until_delivered(deliverer: Deliverer, n: int, *, timeout_s: float) -> None:
+    """Runs the deliverer until it has delivered ``n`` calls, then stops it."""
+    running = asyncio.create_task(deliverer.run())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while deliverer.counters.delivered < n:
+                await asyncio.sleep(0.02)
+    finally:
+        deliverer.stop()
+        await running
+
+
 async def test_rounds_record_and_claim_together_in_key_order(
     sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,14 +163,7 @@ async def test_rows_claimed_ahead_go_back_unattempted_when_the_deliverer_stops(
     # another worker takes all six at once and delivers each exactly once
     second = FakeTarget()
     other = Deliverer("crm", second, sessions, config)  # type: ignore[arg-type]
-    running = asyncio.create_task(other.run())
-    try:
-        async with asyncio.timeout(10):
-            while other.counters.delivered < 6:
-                await asyncio.sleep(0.02)
-    finally:
-        other.stop()
-        await running
+    await run_until_delivered(other, 6, timeout_s=10)
     assert sorted(second.calls) == [f"G-{k}" for k in range(6)]
     assert all(len(v) == 1 for v in second.calls.values())
 
@@ -185,14 +190,7 @@ async def test_a_row_ready_too_long_for_its_lease_is_given_back_and_sent_later(
 
     target.deliver = slow  # type: ignore[method-assign]
     deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
-    running = asyncio.create_task(deliverer.run())
-    try:
-        async with asyncio.timeout(20):
-            while deliverer.counters.delivered < 4:
-                await asyncio.sleep(0.02)
-    finally:
-        deliverer.stop()
-        await running
+    await run_until_delivered(deliverer, 4, timeout_s=20)
     async with sessions() as s:
         after = list(await s.scalars(select(Delivery)))
     assert sorted(target.calls) == [f"G-{k}" for k in range(4)]

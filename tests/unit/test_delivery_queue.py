@@ -19,6 +19,7 @@ from hub.delivery import queue, xref
 from hub.delivery.policy import Decision, Verdict
 from hub.store.delivery_models import Delivery
 from hub.store.models import DeadLetter, OutboxRow
+from tests.helpers import counting_statements
 
 Sessions = async_sessionmaker[AsyncSession]
 # Far enough ahead that rows enqueued at the real "now" are due at T0 however late in a long
@@ -324,7 +325,6 @@ async def test_outcomes_of_many_attempts_are_recorded_together(sessions: Session
 async def _record_creates(sessions: Sessions, n: int, raced: str | None = None) -> int:
     """Claim ``n`` creates, let the sync flow link ``raced`` meanwhile, record them all
     delivered in one batch; returns the statements the recording took."""
-    from sqlalchemy import event
 
     await enqueue(sessions, *(item(f"G-{n}-{i}") for i in range(n)))
     jobs = await claim(sessions, n)
@@ -339,21 +339,11 @@ async def _record_creates(sessions: Sessions, n: int, raced: str | None = None) 
         )
         for j in jobs
     ]
-    engine = sessions.kw["bind"]
-    statements = 0
-
-    def count(*_: Any) -> None:
-        nonlocal statements
-        statements += 1
-
     async with sessions() as s, s.begin():
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with counting_statements(sessions.kw["bind"]) as statements:
             got = await queue.finish_many(s, "w1", batch, now=T0)
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert all(got.values())
-    return statements
+    return statements.n
 
 
 async def test_a_batch_of_creates_links_its_keys_in_a_few_statements(sessions: Sessions) -> None:

@@ -5,9 +5,7 @@ one only."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flows.sync import master_flow
@@ -15,6 +13,7 @@ from flows.sync.config import load_config
 from hub.core.processor import FlowContext, Item
 from hub.delivery import xref
 from hub.store.sync_models import SyncState
+from tests.helpers import counting_statements
 from tests.unit.test_sync_subscriber_filter import golden
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -30,22 +29,12 @@ def owned(gid: str, *crm_ids: str) -> Item:
 
 async def apply(sessions: Sessions, items: list[Item]) -> tuple[int, FlowContext]:
     flow = master_flow.MasterSyncFlow(load_config())
-    engine = sessions.kw["bind"]
-    statements = 0
-
-    def count(*_: Any) -> None:
-        nonlocal statements
-        statements += 1
-
     async with sessions() as s, s.begin():
         ctx = FlowContext(session=s, flow=master_flow.NAME)
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with counting_statements(sessions.kw["bind"]) as statements:
             await flow.handle(ctx, items)
             await s.flush()
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", count)
-    return statements, ctx
+    return statements.n, ctx
 
 
 async def crm_key(sessions: Sessions, crm_id: str) -> str | None:
