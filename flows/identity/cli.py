@@ -22,6 +22,7 @@ from flows.identity.batch import (
     gc_paused,
     read_rows,
     run_batch,
+    run_batch_file,
     write_rows,
 )
 from flows.identity.config import IdentityConfig
@@ -91,7 +92,6 @@ def batch_command(
     """Assign every input record to a cluster (golden record); one output line per input line."""
     cfg = _load_config(config)
     started = time.perf_counter()
-    rows = _read(input)
     fixed = Model.from_dict(json.loads(model.read_text(encoding="utf-8"))) if model else None
     if fixed is not None and fixed.entity != entity.value:
         _err.print(f"[red]model is for {fixed.entity}, not {entity.value}[/red]")
@@ -104,24 +104,30 @@ def batch_command(
         console=_err,
         transient=False,
     ) as bar:
+        # the number of records is known once the file is read, inside run_batch_file
         tasks = {
-            stage: bar.add_task(stage, total=len(rows), start=False)
+            stage: bar.add_task(stage, total=None, start=False)
             for stage in ("normalize", "fit", "resolve")
         }
 
         def progress(stage: str, advance: int, total: int) -> None:
             bar.start_task(tasks[stage])  # no-op once started; elapsed time is per stage
-            bar.update(tasks[stage], advance=advance)
+            bar.update(tasks[stage], advance=advance, total=total)
 
-        result = run_batch(
-            entity.value,
-            rows,
-            cfg,
-            model=fixed,
-            explain=explain,
-            progress=progress,
-            workers=workers or default_workers(),
-        )
+        try:
+            # the lines are parsed by the processes that normalize them (decision 49)
+            result = run_batch_file(
+                entity.value,
+                input,
+                cfg,
+                model=fixed,
+                explain=explain,
+                progress=progress,
+                workers=workers or default_workers(),
+            )
+        except InputError as exc:
+            _err.print(f"[red]{input}: {exc}[/red]")
+            raise typer.Exit(2) from exc
     write_rows(output, result.rows)
     if save_model is not None:
         save_model.write_text(
@@ -130,7 +136,7 @@ def batch_command(
     elapsed = time.perf_counter() - started
     actions = ", ".join(f"{k} {v}" for k, v in sorted(result.actions.items()))
     _err.print(
-        f"{len(rows)} records -> {result.clusters} clusters ({actions}) in {elapsed:.1f} s; "
+        f"{len(result.rows)} records -> {result.clusters} clusters ({actions}) in {elapsed:.1f} s; "
         f"prior {result.model.prior:.3g}"
     )
 

@@ -18,6 +18,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from flows.identity.blocking import blocking_keys, key_family
 from flows.identity.config import IdentityConfig
@@ -230,23 +231,77 @@ def _pairs_of(members: list[int], limit: int, rng: random.Random) -> list[tuple[
     return sorted(out)
 
 
+Pair = tuple[int, int]
+# (term frequencies, u per comparison, pairs evaluated, state of the random sequence after them)
+RandomPairStage = tuple[
+    dict[str, TermFrequencies], dict[str, tuple[float, ...]], int, tuple[Any, ...]
+]
+
+
+class FitOffload(Protocol):
+    """Runs fit's two expensive pure parts elsewhere (the batch's forked workers)."""
+
+    def random_pair_stage(self) -> Callable[[], RandomPairStage]:
+        """Start `random_pair_stage` on the same profiles and config; returns its waiter."""
+        ...
+
+    def vectors(self, pairs: Sequence[Pair]) -> list[Vector]:
+        """`comparison_vectors` of these pairs of the same profiles, in order."""
+        ...
+
+
+def random_pair_stage(
+    entity: str, usable: Sequence[Profile], config: IdentityConfig
+) -> RandomPairStage:
+    """Term frequencies and u from random pairs: the first draws of fit's seeded sequence.
+
+    How many pairs it draws depends on the profiles (a comparison stops at its quota of pairs
+    where both sides have the field), so what fit draws next starts from the state returned.
+    """
+    comparisons = COMPARISONS[entity]
+    rng = random.Random(config.seed)
+    tf = term_frequencies(comparisons, usable, config.tf_max_values)
+    u, evaluated = estimate_u(comparisons, usable, tf, config.u_max_pairs, rng)
+    return tf, u, evaluated, rng.getstate()
+
+
+def _ready(stage: RandomPairStage) -> Callable[[], RandomPairStage]:
+    return lambda: stage
+
+
+def comparison_vectors(
+    comparisons: tuple[Comparison, ...], profiles: Sequence[Profile], pairs: Iterable[Pair]
+) -> list[Vector]:
+    return [comparison_vector(comparisons, profiles[i], profiles[j]) for i, j in pairs]
+
+
 def fit(
     entity: str,
     profiles: Sequence[Profile],
     config: IdentityConfig | None = None,
     keys_per_record: Sequence[Set[str]] | None = None,
+    *,
+    offload: FitOffload | None = None,
 ) -> tuple[Model, FitReport]:
-    """Fit a model to unlabelled profiles. Deterministic for a given input and seed."""
+    """Fit a model to unlabelled profiles. Deterministic for a given input and seed.
+
+    `offload` (the batch's process pool, decision 49) runs the random-pair stage and the
+    comparison vectors elsewhere; every pair is still drawn here, from the same random
+    sequence, so the model is the same to the last bit with or without it.
+    """
     config = config or IdentityConfig()
     comparisons = COMPARISONS[entity]
     report = FitReport(records=len(profiles))
-    rng = random.Random(config.seed)
     usable = [p for p in profiles if p.usable()]
     if len(usable) < config.min_fit_records:
         return _small_input_model(entity, profiles, config, report), report
 
-    tf = term_frequencies(comparisons, usable, config.tf_max_values)
-    u, report.random_pairs = estimate_u(comparisons, usable, tf, config.u_max_pairs, rng)
+    # the random-pair stage draws first from the seeded sequence; a worker can run it while
+    # this process builds the postings, which need no random draw
+    if offload is not None:
+        wait = offload.random_pair_stage()
+    else:
+        wait = _ready(random_pair_stage(entity, usable, config))
 
     if keys_per_record is None:
         keys_per_record = [blocking_keys(p) for p in profiles]
@@ -254,33 +309,46 @@ def fit(
     by_family: dict[str, list[str]] = defaultdict(list)
     for key in sorted(postings):
         by_family[key_family(key)].append(key)
+    prior_ids = _prior_pair_ids(profiles, postings, config, report)
 
-    cache: dict[tuple[int, int], Vector] = {}
-
-    def vector(pair: tuple[int, int]) -> Vector:
-        vec = cache.get(pair)
-        if vec is None:
-            vec = comparison_vector(comparisons, profiles[pair[0]], profiles[pair[1]])
-            cache[pair] = vec
-        return vec
+    tf, u, report.random_pairs, rng_state = wait()
+    rng = random.Random()
+    rng.setstate(rng_state)
 
     names = [c.name for c in comparisons]
     m_start = [list(DEFAULT_M[entity][n]) for n in names]
     observed = [u[n] for n in names]  # level distribution among random pairs
     families = [f for f in sorted(by_family) if f in FAMILY_FIXES]
     budget = max(config.em_max_pairs // max(len(families), 1), 1)
-    sessions: list[tuple[str, Counter[Vector], list[int]]] = []
+    # every pair first (the draws in the order they always had), then their vectors at once
+    drawn: list[tuple[str, list[Pair]]] = []
     for family in families:
         family_keys = list(by_family[family])
         rng.shuffle(family_keys)
-        pairs: set[tuple[int, int]] = set()
+        pairs: set[Pair] = set()
         for key in family_keys:
             pairs.update(_pairs_of(postings[key], config.em_pairs_per_block, rng))
             if len(pairs) >= budget:
                 break
-        if len(pairs) < 50:
-            continue
-        patterns = Counter(vector(p) for p in sorted(pairs))
+        if len(pairs) >= 50:
+            drawn.append((family, sorted(pairs)))
+    prior_samples = _prior_samples(prior_ids, config, rng)
+    n = len(profiles)
+    needed = list(
+        dict.fromkeys(
+            [p for _family, ps in drawn for p in ps]
+            + [(pid // n, pid % n) for sample, _total in prior_samples.values() for pid in sample]
+        )
+    )
+    if offload is not None:
+        found = offload.vectors(needed)
+    else:
+        found = comparison_vectors(comparisons, profiles, needed)
+    vector = dict(zip(needed, found, strict=True))
+
+    sessions: list[tuple[str, Counter[Vector], list[int]]] = []
+    for family, family_pairs in drawn:
+        patterns = Counter(vector[p] for p in family_pairs)
         fixed = FAMILY_FIXES[family]
         active = [k for k, n in enumerate(names) if n not in fixed]
         observed_in = [k for k in active if _observed(patterns, k) >= MIN_OBSERVED]
@@ -294,7 +362,10 @@ def fit(
         sessions.append((family, patterns, active))
 
     u_list = list(observed)
-    prior_patterns = _prior_patterns(profiles, postings, vector, config, rng, report)
+    prior_patterns: PriorPatterns = {
+        kind: (Counter(vector[(pid // n, pid % n)] for pid in sample), total)
+        for kind, (sample, total) in prior_samples.items()
+    }
     prior = 1.0 / max(len(profiles) ** 2, 1)
     priors: dict[str, float] = {}
     params: dict[str, FieldParams] = {}
@@ -320,7 +391,6 @@ def fit(
         for name in names
         if name in report.unestimated
     )
-    n = len(profiles)
     # mean number of other records of a record's entity, from the prior: lambda * (n - 1)
     discount = prior * (n - 1)
     model = Model(entity, prior, params, tf, config.tf_weight, n, report.notes, discount, priors)
@@ -406,15 +476,13 @@ def _floor(m: tuple[float, ...], floor: float) -> tuple[float, ...]:
 PriorPatterns = dict[str, tuple[Counter[Vector], int]]
 
 
-def _prior_patterns(
+def _prior_pair_ids(
     profiles: Sequence[Profile],
     postings: dict[str, list[int]],
-    vector: Callable[[tuple[int, int]], Vector],
     config: IdentityConfig,
-    rng: random.Random,
     report: FitReport,
-) -> PriorPatterns:
-    """Comparison patterns of a sample of the pairs that share a rare blocking key, per kind.
+) -> dict[str, list[int]]:
+    """The pairs that share a rare blocking key (as a * n + b), per kind; no random draw.
 
     Nearly every true match shares some rare key, so lambda among these pairs times their
     number estimates the number of matching pairs. Pairs of an organization and a person
@@ -436,11 +504,21 @@ def _prior_patterns(
         if ka and kb and ka != kb:
             continue
         by_kind[ka or kb].append(pid)
-    out: PriorPatterns = {}
-    for kind, pids in by_kind.items():
-        sample = pids if len(pids) <= config.em_max_pairs else rng.sample(pids, config.em_max_pairs)
-        out[kind] = (Counter(vector((pid // n, pid % n)) for pid in sample), len(pids))
-    return out
+    return by_kind
+
+
+def _prior_samples(
+    by_kind: dict[str, list[int]], config: IdentityConfig, rng: random.Random
+) -> dict[str, tuple[list[int], int]]:
+    """Per kind, the pairs whose patterns estimate the prior (a sample of at most
+    `em_max_pairs`), and how many pairs of that kind share a rare key."""
+    return {
+        kind: (
+            pids if len(pids) <= config.em_max_pairs else rng.sample(pids, config.em_max_pairs),
+            len(pids),
+        )
+        for kind, pids in by_kind.items()
+    }
 
 
 def _prior_from(

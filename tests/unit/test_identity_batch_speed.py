@@ -99,6 +99,20 @@ def test_candidate_ranking_equals_a_full_sort() -> None:
         keys = [k for k in postings if rng.random() < 0.8] + ["nm:absent"]
         limit = rng.randrange(1, 10)
         assert rank_candidates(postings, keys, limit) == _ranked_by_full_sort(postings, keys, limit)
+    # decision 49: every key shared leads to one and the same golden record (and the ways
+    # that are not quite that: another id, a second id, a single key)
+    one = {"G-1"}
+    cases: list[dict[str, set[str] | None]] = [
+        {"nm:a": one, "ph:1": {"G-1"}, "st:x": {"G-1"}, "id:c": None},
+        {"nm:a": one, "ph:1": {"G-2"}, "st:x": {"G-1"}},
+        {"nm:a": one, "ph:1": {"G-1", "G-2"}},
+        {"nm:a": {"G-2", "G-1"}, "ph:1": {"G-1"}},
+        {"nm:a": one},
+    ]
+    for postings in cases:
+        for limit in (1, 8):
+            expected = _ranked_by_full_sort(postings, list(postings), limit)
+            assert rank_candidates(postings, list(postings), limit) == expected
 
 
 def test_normalizing_in_worker_processes_gives_the_same_profiles_keys_and_progress(
