@@ -86,7 +86,11 @@ def batch_command(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Processes that normalize records [default: the CPUs usable]."),
+        typer.Option(
+            min=1,
+            help="Processes that parse and normalize records and share fit's work "
+            "[default: the CPUs usable].",
+        ),
     ] = None,
 ) -> None:
     """Assign every input record to a cluster (golden record); one output line per input line."""
