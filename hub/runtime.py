@@ -24,6 +24,9 @@ from hub.store import db
 
 log = logging.getLogger(__name__)
 
+# How long stop() waits for the hub's tasks to end on their own before cancelling them.
+STOP_GRACE_S = 10.0
+
 
 def default_flows(settings: Settings | None = None) -> list[FlowSpec]:
     from flows.identity import flow as identity
@@ -87,6 +90,7 @@ class Hub:
     housekeeper: Any = None  # hub.housekeeping.Housekeeper, in the API process
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _embedded_watch: asyncio.Task[Any] | None = None
+    _lag_probe: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -265,7 +269,9 @@ class Hub:
         )
         from hub.loop_health import probe_lag
 
-        self._tasks.append(asyncio.create_task(probe_lag(), name="event-loop-lag"))
+        # Not in self._tasks: the probe loops until cancelled, and stop() would wait its whole
+        # grace period (10 s on every stop) for a task that never returns on its own.
+        self._lag_probe = asyncio.create_task(probe_lag(), name="event-loop-lag")
         self.api_server = uvicorn.Server(config)
         self.api_server.install_signal_handlers = lambda: None
         task = asyncio.create_task(self.api_server.serve(), name="admin-api")
@@ -332,8 +338,22 @@ class Hub:
             self.delivery.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
+        if self._lag_probe is not None:
+            self._lag_probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_probe
+            self._lag_probe = None
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+            if pending:
+                # Every task ends on its own once told to stop; one that did not is a defect
+                # that makes each stop (SIGTERM, a restart) wait the whole grace period.
+                log.warning(
+                    "stop: %d task(s) still running after %.0f s, cancelled: %s",
+                    len(pending),
+                    STOP_GRACE_S,
+                    ", ".join(sorted(t.get_name() for t in pending)),
+                )
             for t in pending:
                 t.cancel()
             with contextlib.suppress(Exception):

@@ -173,3 +173,23 @@ async def test_the_ledger_finds_exactly_the_ids_processed_by_that_consumer(store
             assert await already_processed(s, "records", []) == set()
     finally:
         await engine.dispose()
+
+
+async def test_a_hub_with_its_api_stops_within_seconds(broker: str, sqlite_url: str) -> None:
+    """SIGTERM, a restart after a broker loss and every test hub go through stop(): a task
+    that never ends on its own (the event-loop probe did) made each stop wait the whole grace
+    period before cancelling it."""
+    import time
+
+    from hub.runtime import STOP_GRACE_S
+    from tests.integration.test_delivery import free_port
+
+    settings = Settings(
+        kafka_bootstrap=broker, database_url=sqlite_url, host="127.0.0.1", port=free_port()
+    )
+    hub = Hub(settings, run_urge_scheduler=False)
+    await hub.start()
+    started = time.monotonic()
+    await hub.stop()
+    took = time.monotonic() - started
+    assert took < STOP_GRACE_S / 2, f"stop took {took:.1f} s"
