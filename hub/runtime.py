@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 # How long stop() waits for the hub's tasks to end on their own before cancelling them.
 STOP_GRACE_S = 10.0
+# The same after the broker was lost: consumers still joining or leaving a group wait for a
+# coordinator that is gone, and no batch can commit its offsets any more; what a cancelled
+# batch had written is rolled back, or is a duplicate for the ledger when the new hub redoes it.
+BROKER_LOST_GRACE_S = 1.0
 
 
 def default_flows(settings: Settings | None = None) -> list[FlowSpec]:
@@ -315,7 +319,7 @@ class Hub:
             checks["broker"] = f"unreachable: {type(exc).__name__} {exc}"
         return checks
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         if self._embedded_watch is not None:
             self._embedded_watch.cancel()  # we stop the broker ourselves below
         for r in self.runners:
@@ -344,14 +348,14 @@ class Hub:
                 await self._lag_probe
             self._lag_probe = None
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             if pending:
                 # Every task ends on its own once told to stop; one that did not is a defect
                 # that makes each stop (SIGTERM, a restart) wait the whole grace period.
                 log.warning(
                     "stop: %d task(s) still running after %.0f s, cancelled: %s",
                     len(pending),
-                    STOP_GRACE_S,
+                    grace_s,
                     ", ".join(sorted(t.get_name() for t in pending)),
                 )
             for t in pending:
@@ -427,6 +431,7 @@ async def serve(settings: Settings, **kw: Any) -> None:
     r.install_signals()
     while not r.stopping.is_set():
         r.hub = hub = Hub(settings, **kw)
+        grace_s = STOP_GRACE_S
         try:
             await hub.start()
             settle_heap()
@@ -434,7 +439,8 @@ async def serve(settings: Settings, **kw: Any) -> None:
             return
         except BrokerLost as exc:
             log.error("%s", exc)
+            grace_s = BROKER_LOST_GRACE_S
         finally:
-            await hub.stop()
+            await hub.stop(grace_s)
         if not await r.pause():
             return
