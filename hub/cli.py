@@ -82,7 +82,7 @@ async def _run(settings: Settings) -> None:
     r.install_signals()
     while not r.stopping.is_set():
         try:
-            r.hub = hub = Hub(settings)
+            r.hub = hub = Hub(settings, from_beginning=r.restarts > 0)
         except ValueError as exc:  # the identity or sync configuration: the message names it
             _fail(str(exc))
         workers = Workers()
