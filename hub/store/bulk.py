@@ -42,8 +42,8 @@ async def update_by_id(session: AsyncSession, model: Any, rows: list[dict[str, A
         params[_ID] = row["id"]
         groups.setdefault(cols, []).append(params)
     t = table_of(model)
-    for cols, params in groups.items():
+    for cols, group in groups.items():
         if not cols:
             continue
         stmt = update(t).where(t.c.id == bindparam(_ID)).values({c: bindparam(c) for c in cols})
-        await session.execute(stmt, params)
+        await session.execute(stmt, group)
