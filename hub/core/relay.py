@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Row, Table, or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub import metrics
@@ -77,7 +77,7 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
-    async def _claim(self) -> list[Row[Any]]:
+    async def _claim(self) -> list[Any]:  # rows of _CLAIMED
         now = datetime.now(UTC)
         t = _OUTBOX
         async with self.sessions() as s, s.begin():
