@@ -19,6 +19,7 @@ from hub.core.processor import BatchProcessor, FlowSpec
 from hub.core.relay import OutboxRelay
 from hub.core.runner import FlowRunner
 from hub.delivery import DeliveryService
+from hub.heap import freeze_startup_heap, thaw_heap
 from hub.settings import Settings
 from hub.store import db
 
@@ -158,7 +159,14 @@ class Hub:
             self._tasks.append(replay_task)
             self._start_housekeeping()
             await self._start_api()
-        log.info("hub started: broker %s, store %s", self.bootstrap, self.engine.dialect.name)
+        # everything start-up built lives as long as the process: out of the collector's way
+        frozen = freeze_startup_heap()
+        log.info(
+            "hub started: broker %s, store %s (%d start-up objects frozen for the collector)",
+            self.bootstrap,
+            self.engine.dialect.name,
+            frozen,
+        )
 
     async def _start_epoch_watch(self) -> None:
         from hub.broker.epoch import BrokerEpochWatch
@@ -385,6 +393,9 @@ class Hub:
             await self.engine.dispose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+        # a stopped hub's objects may be garbage now (a process that starts hubs one after
+        # another, tests): give the collector the frozen heap back
+        thaw_heap()
         log.info("hub stopped")
 
 
