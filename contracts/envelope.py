@@ -7,6 +7,7 @@ route, deduplicate and dead-letter a message whose body it does not understand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -109,7 +110,20 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
-        """Parse wire bytes. Raises ``contracts.errors.ContractError`` naming the rule broken."""
+        """Parse wire bytes. Raises ``contracts.errors.ContractError`` naming the rule broken.
+
+        Every consumer of every hop calls this. pydantic parses and validates valid bytes in
+        one pass (``model_validate_json``, about a third of the time of ``json.loads`` and
+        ``model_validate``, decision 50); whatever that pass refuses, and any text where it
+        would accept what the checks below refuse (the NaN and Infinity constants), takes the
+        checked path, so the errors stay the same."""
+        if b"NaN" not in raw and b"Infinity" not in raw:
+            with contextlib.suppress(ValueError):  # pydantic's ValidationError is one
+                return cls.model_validate_json(raw)
+        return cls._from_bytes_checked(raw)
+
+    @classmethod
+    def _from_bytes_checked(cls, raw: bytes) -> Envelope:
         from contracts.errors import ContractError, from_validation_error
 
         try:

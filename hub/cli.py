@@ -75,17 +75,18 @@ async def _run(settings: Settings) -> None:
     from hub.broker.epoch import BrokerLost
     from hub.broker.kafka import BrokerUnreachable
     from hub.loop_health import settle_heap
-    from hub.runtime import Hub, Restarting
+    from hub.runtime import BROKER_LOST_GRACE_S, STOP_GRACE_S, Hub, Restarting
     from hub.store.db import StoreUnavailable
 
     r = Restarting()
     r.install_signals()
     while not r.stopping.is_set():
         try:
-            r.hub = hub = Hub(settings)
+            r.hub = hub = Hub(settings, from_beginning=r.restarts > 0)
         except ValueError as exc:  # the identity or sync configuration: the message names it
             _fail(str(exc))
         workers = Workers()
+        grace_s = STOP_GRACE_S
         try:
             try:
                 await hub.start()
@@ -105,9 +106,10 @@ async def _run(settings: Settings) -> None:
                 watch.cancel()
         except BrokerLost as exc:
             log.error("%s", exc)
+            grace_s = BROKER_LOST_GRACE_S
         finally:
             workers.stop()
-            await hub.stop()
+            await hub.stop(grace_s)
         if not await r.pause():
             return
 

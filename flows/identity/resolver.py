@@ -341,7 +341,8 @@ def decide(
         vetoed.remove("person_name")
         if explain:
             evidence = (*evidence, FieldEvidence("rule", "name veto lifted", 0.0, lifted))
-    if result.rule != MATCH and result.probability >= config.upper:
+    upper = config.upper_for(model.entity)
+    if result.rule != MATCH and result.probability >= upper:
         conflict = registry_id_conflict(profile, cluster)
         if conflict:
             # issue 4 (decision 25h): two passport or national id numbers are two people, even
@@ -362,7 +363,7 @@ def decide(
                     f"one system does not give one part two numbers"
                 )
                 evidence = (*evidence, FieldEvidence("code", "system conflict", 0.0, detail))
-    if vetoed and result.rule != MATCH and result.probability >= config.upper:
+    if vetoed and result.rule != MATCH and result.probability >= upper:
         note = FieldEvidence(
             "rule", "disagreement", 0.0, f"{', '.join(vetoed)} disagree: no automatic merge"
         )
@@ -377,7 +378,7 @@ def decide(
             profile,
             keys,
         )
-    if result.rule == MATCH or result.probability >= config.upper:
+    if result.rule == MATCH or result.probability >= upper:
         flags = ("id_match",) if result.rule == MATCH else ()
         return Decision(
             "merge",

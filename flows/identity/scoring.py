@@ -503,6 +503,15 @@ class TermFrequencies:
 
     total: int
     counts: dict[str, int] = field(default_factory=dict)
+    # log2 Bayes factor of an exact agreement on a value held by `bucket_of(count)` records,
+    # estimated by EM where the data allowed (decision 51); it replaces the level's weight and
+    # the value's adjustment
+    buckets: dict[int, float] = field(default_factory=dict)
+
+    def bucket_weight(self, value: str) -> float | None:
+        if not self.buckets:
+            return None
+        return self.buckets.get(bucket_of(self.counts.get(value, 1)))
 
     def frequency(self, value: str, discount: float = 0.0) -> tuple[float, bool]:
         """(share of records with `value` less the copies expected from duplicates, is_common).
@@ -513,6 +522,17 @@ class TermFrequencies:
         """
         count = self.counts.get(value, 1)
         return max(count - discount, 1.0) / max(self.total, 1), count > discount + 1
+
+
+def bucket_of(count: int) -> int:
+    """Frequency bucket of a value held by `count` records: 2, 3, then powers of two.
+
+    A value held by one record in the training data counts as held by two: a new record that
+    agrees with it makes two.
+    """
+    if count <= 3:
+        return max(count, 2)
+    return 1 << (count.bit_length() - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,7 +628,12 @@ class Model:
             "kind_priors": dict(self.kind_priors),
             "params": {name: {"m": list(p.m), "u": list(p.u)} for name, p in self.params.items()},
             "tf": {
-                name: {"total": t.total, "counts": dict(t.counts)} for name, t in self.tf.items()
+                name: {
+                    "total": t.total,
+                    "counts": dict(t.counts),
+                    **({"buckets": {str(b): w for b, w in t.buckets.items()}} if t.buckets else {}),
+                }
+                for name, t in self.tf.items()
             },
         }
 
@@ -625,7 +650,11 @@ class Model:
                     DEFAULT_M[entity][comp.name], DEFAULT_U[entity][comp.name]
                 )
         tf = {
-            name: TermFrequencies(int(t["total"]), {str(k): int(v) for k, v in t["counts"].items()})
+            name: TermFrequencies(
+                int(t["total"]),
+                {str(k): int(v) for k, v in t["counts"].items()},
+                {int(b): float(w) for b, w in t.get("buckets", {}).items()},
+            )
             for name, t in data.get("tf", {}).items()
         }
         return cls(
@@ -751,11 +780,7 @@ def score(
         weight = step.weights[level]
         adjustment = 0.0
         if step.tf is not None and level in step.tf_levels:
-            freq, common = step.tf.frequency(value, model.tf_discount)
-            adjustment = model.tf_weight * math.log2(max(step.u[level], PROB_FLOOR) / freq)
-            if not common:
-                # the frequency floor of a rare value is coarse; it may reward, never penalize
-                adjustment = max(adjustment, 0.0)
+            adjustment = _adjustment(model, step, level, value)
         total += weight + adjustment
         if comp.name == STRONG_ID:
             rule = MATCH if level == 0 else NON_MATCH
@@ -771,6 +796,22 @@ def score(
     if rule == NON_MATCH:
         return Score(total, 0.0, tuple(evidence), rule, tuple(levels))
     return Score(total, probability(total), tuple(evidence), None, tuple(levels))
+
+
+def _adjustment(model: Model, step: _Step, level: int, value: str) -> float:
+    """Term-frequency adjustment of an agreement on `value` at `level` (step.tf is set)."""
+    tf = step.tf
+    assert tf is not None
+    bucket = tf.bucket_weight(value) if level == 0 else None
+    if bucket is not None:
+        # the EM estimate for values this frequent replaces the level's weight (decision 51)
+        return model.tf_weight * (bucket - step.weights[level])
+    freq, common = tf.frequency(value, model.tf_discount)
+    adjustment = model.tf_weight * math.log2(max(step.u[level], PROB_FLOOR) / freq)
+    if not common:
+        # the frequency floor of a rare value is coarse; it may reward, never penalize
+        adjustment = max(adjustment, 0.0)
+    return adjustment
 
 
 def _score_quiet(
@@ -793,11 +834,7 @@ def _score_quiet(
             memo_key = (lv, level[1])
             contribution = step.memo.get(memo_key)
             if contribution is None:
-                freq, common = step.tf.frequency(level[1], model.tf_discount)
-                adjustment = model.tf_weight * math.log2(max(step.u[lv], PROB_FLOOR) / freq)
-                if not common:
-                    adjustment = max(adjustment, 0.0)
-                contribution = step.weights[lv] + adjustment
+                contribution = step.weights[lv] + _adjustment(model, step, lv, level[1])
                 step.memo[memo_key] = contribution
             total += contribution
         else:

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, tuple_
 
 from contracts import topics
 from contracts.envelope import Entity, Envelope, Op
 from flows.records.staleness import Verdict, Version, compare
 from hub.core.processor import FlowContext, FlowSpec, Item
+from hub.store.bulk import insert_rows, update_by_id
 from hub.store.models import RecordEvent, SourceRecord
 
 NAME = "records"
@@ -118,11 +119,10 @@ async def handle(ctx: FlowContext, items: list[Item]) -> None:
         if h.row is not None and h.id is None
     ]
     updates = [{"id": h.id, **h.row} for h in held.values() if h.row is not None and h.id]
-    if inserts:
-        await s.execute(insert(SourceRecord), inserts)
-    if updates:
-        await s.execute(update(SourceRecord), updates)
-    await s.execute(insert(RecordEvent), events)
+    # Core executemany, not the ORM's bulk persistence (decision 50)
+    await insert_rows(s, SourceRecord, inserts)
+    await update_by_id(s, SourceRecord, updates)
+    await insert_rows(s, RecordEvent, events)
 
 
 def spec() -> FlowSpec:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import topics
@@ -28,6 +28,7 @@ from flows.sync import master
 from flows.sync.config import MasterSync, SyncConfig
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.delivery import xref
+from hub.store.bulk import insert_rows
 from hub.store.delivery_models import Xref
 from hub.store.identity_models import GoldenMember
 from hub.store.models import RecordEvent
@@ -191,7 +192,7 @@ class _Batch:
         ]
         self.fresh.clear()
         for i in range(0, len(new), CHUNK):
-            await s.execute(insert(SyncState), new[i : i + CHUNK])
+            await insert_rows(s, SyncState, new[i : i + CHUNK])  # Core (decision 50)
         return lost
 
     async def _write_links(self, s: AsyncSession) -> list[tuple[str, str, str, str]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import metrics
@@ -22,7 +23,9 @@ MONITOR_TTL_S = 5.0  # /topics and the store gauges of /metrics: refreshed behin
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI and ReDoc served by the hub itself (fastapi-offline bundles Swagger UI 5, which
+    # renders OpenAPI 3.1): plants' networks often reach no CDN, and /docs was a blank page.
+    app = FastAPIOffline(
         title="eai-hub admin API",
         version="0.1.0",
         description="Monitor flows and connectors, dead letters, replay; see docs/.",

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store.bulk import insert_rows
 from hub.store.db import pg_driver
 from hub.store.models import ProcessedMessage
 
@@ -50,8 +51,7 @@ def sqlite_lookup(n: int) -> str:
 async def mark_processed(session: AsyncSession, consumer: str, ids: Iterable[str]) -> None:
     now = datetime.now(UTC)
     rows = [{"consumer": consumer, "message_id": i, "processed_at": now} for i in ids]
-    if rows:
-        await session.execute(insert(ProcessedMessage), rows)
+    await insert_rows(session, ProcessedMessage, rows)  # Core executemany (decision 50)
 
 
 _CLAIM = (

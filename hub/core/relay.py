@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub import metrics
@@ -23,6 +24,13 @@ from hub.core.inbound import headers_from_json
 from hub.store.models import OutboxRow
 
 log = logging.getLogger(__name__)
+
+# The table, not the mapped class: the relay reads and updates up to `batch_size` rows a
+# round, and ORM instances (identity map, instance state) plus the ORM update's evaluation of
+# its WHERE against every instance in the session cost more than the publish itself
+# (decision 50). Plain rows carry the same columns.
+_OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+_CLAIMED = (_OUTBOX.c.id, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.value, _OUTBOX.c.headers)
 
 
 class OutboxRelay:
@@ -69,26 +77,24 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
-    async def _claim(self) -> list[OutboxRow]:
+    async def _claim(self) -> list[Any]:  # rows of _CLAIMED
         now = datetime.now(UTC)
+        t = _OUTBOX
         async with self.sessions() as s, s.begin():
             q = (
-                select(OutboxRow)
-                .where(
-                    OutboxRow.sent_at.is_(None),
-                    or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until < now),
-                )
-                .order_by(OutboxRow.id)
+                select(*_CLAIMED)
+                .where(t.c.sent_at.is_(None), or_(t.c.lease_until.is_(None), t.c.lease_until < now))
+                .order_by(t.c.id)
                 .limit(self.batch_size)
             )
             if s.get_bind().dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
-            rows = list((await s.execute(q)).scalars())
+            rows = list((await s.execute(q)).all())
             if rows:
                 await s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id.in_([r.id for r in rows]))
-                    .values(lease_until=now + self.lease, attempts=OutboxRow.attempts + 1)
+                    update(t)
+                    .where(t.c.id.in_([r.id for r in rows]))
+                    .values(lease_until=now + self.lease, attempts=t.c.attempts + 1)
                 )
             return rows
 
@@ -109,18 +115,20 @@ class OutboxRelay:
         errors = [res for res in results if isinstance(res, BaseException)]
         faults.reached("after_publish_before_mark")
         now = datetime.now(UTC)
+        if errors:
+            # A broker that refused part of a batch is not trusted with the rest of it: after a
+            # restart the embedded broker (Tansu 0.6) answered produce requests with an error
+            # for some partitions and success for others whose records no consumer ever got
+            # (tests/chaos/test_broker_restart.py: 55 refused and 55 acknowledged-and-lost in
+            # one batch). The whole batch goes out again; consumers' ledgers drop what arrived.
+            sent = []
         async with self.sessions() as s, s.begin():
             if sent:
-                await s.execute(update(OutboxRow).where(OutboxRow.id.in_(sent)).values(sent_at=now))
+                await s.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent)).values(sent_at=now))
             if errors:
-                failed = [
-                    r.id
-                    for r, res in zip(rows, results, strict=True)
-                    if isinstance(res, BaseException)
-                ]
                 await s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id.in_(failed))
+                    update(_OUTBOX)
+                    .where(_OUTBOX.c.id.in_([r.id for r in rows]))
                     .values(lease_until=None, last_error=str(errors[0])[:1000])
                 )
         self.published += len(sent)

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store.bulk import table_of
 from hub.store.delivery_models import Xref
 
 log = logging.getLogger(__name__)
@@ -156,13 +157,16 @@ async def upsert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
 
 
 def _upsert(session: AsyncSession) -> Any:
+    """An INSERT of the table with the store's ON CONFLICT: Core, not the ORM's bulk insert
+    (decision 50), the same rows."""
+    table = table_of(Xref)
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(Xref)
+        return pg_insert(table)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(Xref)
+    return sqlite_insert(table)
 
 
 async def systems_of(session: AsyncSession, entity: str, key: str) -> dict[str, str]:

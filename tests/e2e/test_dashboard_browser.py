@@ -198,3 +198,42 @@ async def one_dead_letter(api: httpx.AsyncClient, topic: str) -> int:
 
     await wait_until(there, what=f"a dead letter from {topic}")
     return found[0]
+
+
+async def test_api_docs_render_with_no_network_beyond_the_hub(broker: str, sqlite_url: str) -> None:
+    """/docs and /redoc on a plant network that reaches no CDN: every script and style sheet the
+    pages load comes from the hub, and Swagger UI renders the hub's OpenAPI 3.1 document."""
+    from urllib.parse import urlsplit
+
+    from playwright.async_api import Route, async_playwright, expect
+
+    async with api_hub(broker, sqlite_url) as (_hub, url), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            outside: list[str] = []
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+            async def only_the_hub(route: Route) -> None:
+                if urlsplit(route.request.url).hostname == "127.0.0.1":
+                    await route.continue_()
+                    return
+                # ReDoc's "API docs by Redocly" footer links its logo from a CDN: a missing
+                # image offline, nothing the page needs to work.
+                if route.request.resource_type != "image":
+                    outside.append(route.request.url)
+                await route.abort()
+
+            await page.route("**/*", only_the_hub)
+            await page.goto(f"{url}/docs")
+            await expect(page.locator(".opblock").first).to_be_visible(timeout=WAIT_MS)
+            assert await page.locator(".opblock").count() >= 20
+            await expect(page.locator(".opblock-summary-path", has_text="/health")).to_be_visible()
+            await page.goto(f"{url}/redoc")
+            await expect(page.get_by_text("eai-hub admin API").first).to_be_visible(timeout=WAIT_MS)
+            await expect(page.get_by_text("/dead-letters").first).to_be_attached()
+            assert not outside, f"the docs pages reached outside the hub: {outside}"
+            assert not problems, problems
+        finally:
+            await browser.close()

@@ -173,3 +173,78 @@ async def test_the_ledger_finds_exactly_the_ids_processed_by_that_consumer(store
             assert await already_processed(s, "records", []) == set()
     finally:
         await engine.dispose()
+
+
+async def test_a_hub_with_its_api_stops_within_seconds(broker: str, sqlite_url: str) -> None:
+    """SIGTERM, a restart after a broker loss and every test hub go through stop(): a task
+    that never ends on its own (the event-loop probe did) made each stop wait the whole grace
+    period before cancelling it."""
+    import time
+
+    from hub.runtime import STOP_GRACE_S
+    from tests.integration.test_delivery import free_port
+
+    settings = Settings(
+        kafka_bootstrap=broker, database_url=sqlite_url, host="127.0.0.1", port=free_port()
+    )
+    hub = Hub(settings, run_urge_scheduler=False)
+    await hub.start()
+    started = time.monotonic()
+    await hub.stop()
+    took = time.monotonic() - started
+    assert took < STOP_GRACE_S / 2, f"stop took {took:.1f} s"
+
+
+async def test_a_hub_started_again_after_a_broker_loss_reads_the_new_log_from_its_start(
+    broker: str, sqlite_url: str
+) -> None:
+    """What the previous hub left behind when it noticed the loss too late: offsets committed
+    on the new broker from positions in the lost log, and a batch it sent to the lost broker
+    and marked sent after the outbox was marked for republishing. The hub started in its place
+    (``from_beginning``, as ``Restarting`` starts it) applies every record all the same."""
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.broker import kafka
+    from hub.broker.epoch import EPOCH_TOPIC
+    from hub.core.outbox import add_rows, envelope_values
+    from hub.store import db
+
+    topic = topics.canonical(Entity.customer)
+    settings = Settings(kafka_bootstrap=broker, database_url=sqlite_url, topic_partitions=3)
+    await kafka.ensure_topics(settings, broker, [topic], partitions=3)
+    # the previous hub stamped this broker when it noticed the loss: no loss at this start
+    await kafka.ensure_topics(settings, broker, [EPOCH_TOPIC], partitions=1)
+    await produce(broker, EPOCH_TOPIC, [(None, b"the-new-brokers-epoch")])
+    on_the_new_log = [customer_env(i) for i in range(1, 7)]
+    await produce_envs(broker, topic, on_the_new_log)
+    stale = AIOKafkaConsumer(
+        bootstrap_servers=broker,
+        group_id=f"{settings.group_prefix}.records",
+        enable_auto_commit=False,
+    )
+    await stale.start()
+    try:
+        # positions of the lost log: past everything the new one holds in each partition
+        stale.assign([TopicPartition(topic, p) for p in range(3)])
+        await stale.commit({TopicPartition(topic, p): len(on_the_new_log) for p in range(3)})
+    finally:
+        await stale.stop()
+    engine = db.create_engine(sqlite_url)
+    await db.migrate(engine)
+    lost = customer_env(7)
+    async with db.sessionmaker(engine)() as s, s.begin():
+        await add_rows(s, [{**envelope_values(topic, lost), "sent_at": datetime.now(UTC)}])
+    await engine.dispose()
+
+    hub = Hub(settings, serve_api=False, from_beginning=True)
+    await hub.start()
+    try:
+
+        async def all_seven() -> bool:
+            return await count(hub, select(func.count()).select_from(SourceRecord)) == 7
+
+        await wait_until(all_seven, what="the six records on the new log and the lost one")
+    finally:
+        await hub.stop()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from hub.broker.embedded import free_port
+from hub.runtime import STOP_GRACE_S
 from tests.conftest import AUTH, hub_env
 from tests.helpers import produce
 
@@ -237,6 +238,7 @@ def test_a_dead_embedded_broker_is_replaced_and_the_hub_goes_on(tmp_path: Path) 
         [first] = descendants(proc.pid)
         kids.add(first)
         os.kill(first, signal.SIGKILL)
+        killed = time.monotonic()
 
         def replaced() -> bool:
             now = {k for k in descendants(proc.pid) if alive(k)} - {first}
@@ -244,6 +246,10 @@ def test_a_dead_embedded_broker_is_replaced_and_the_hub_goes_on(tmp_path: Path) 
             return bool(now) and _api_up(port)
 
         _wait("a new broker and the hub ready again", replaced)
+        # The old hub's consumers wait for a coordinator that is gone: its stop gives them
+        # BROKER_LOST_GRACE_S, not the whole STOP_GRACE_S of an orderly stop.
+        down = time.monotonic() - killed
+        assert down < STOP_GRACE_S, f"the hub was back {down:.1f} s after its broker died"
         assert proc.poll() is None, "the hub process stays up"
         cards = [r for e, r in itertools.islice(generate(3, 0.0), 40) if e == "customer"][:5]
         assert len(cards) == 5

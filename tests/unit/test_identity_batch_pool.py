@@ -99,10 +99,11 @@ def test_fit_with_forked_workers_fits_the_same_model_to_the_last_bit(
         assert none is None
 
 
-# sha256 of the model (JSON, sorted keys) that fit drew on this fixture before decision 49 (main
-# at aede1d4): the pairs drawn where they always were, from the same random sequence. A change
+# sha256 of the model (JSON, sorted keys) that main's fit, without decision 49, draws on this
+# fixture (main at a2af7b8, with decision 51's prior and buckets; f3126c6f... at aede1d4, before
+# decision 51): the pairs drawn where they always were, from the same random sequence. A change
 # that means to fit differently updates it; one that means to fit faster must not.
-MODEL_BEFORE_49 = "f3126c6f081662814f43a8bdef6ac4964fbfc50cc7e9b8ce82a0882e9a2d4f86"
+MODEL_BEFORE_49 = "e818a1d5ca23b65d1622b9ae2edc32740da0fe2c6946c06e51d82d0cf193cdd9"
 
 
 def test_fit_draws_what_it_drew_before_with_workers_or_without(

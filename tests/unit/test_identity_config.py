@@ -149,9 +149,48 @@ def assert_refused(tmp_path: Path, text: str, path: str, value: str, rule: str) 
             "matching:\n  upper: 0.3\n  lower: 0.6\n",
             "matching.lower",
             "0.6",
-            "lower threshold must not exceed upper threshold (0.3)",
+            "lower threshold must not exceed upper threshold (customer 0.3, material 0.3)",
         ),
-        ("matching:\n  upper: 2\n", "matching.upper", "2", "less than 1"),
+        ("matching:\n  upper: 2\n", "matching.upper", "2", "must be a probability: 0 < value < 1"),
+        # per-entity merge thresholds (decision 51)
+        (
+            "matching:\n  upper: {customer: 0.8, materials: 0.6}\n",
+            "matching.upper.materials",
+            "0.6",
+            "unknown entity 'materials'; valid entities: customer, material",
+        ),
+        (
+            "matching:\n  upper: {customer: 1.5}\n",
+            "matching.upper.customer",
+            "1.5",
+            "must be a probability: 0 < value < 1",
+        ),
+        (
+            "matching:\n  upper: {customer: high}\n",
+            "matching.upper.customer",
+            "'high'",
+            "must be a number, a probability: 0 < value < 1",
+        ),
+        (
+            "matching:\n  upper: [0.7, 0.5]\n",
+            "matching.upper",
+            "[0.7, 0.5]",
+            "must be a probability (every entity) or a mapping {entity: probability} of customer, "
+            "material",
+        ),
+        (
+            "matching:\n  upper: {customer: 0.15}\n",
+            "matching.lower",
+            "0.2",
+            "lower threshold must not exceed upper threshold (customer 0.15)",
+        ),
+        (
+            # an entity the mapping leaves out keeps its default (0.5), which counts too
+            "matching:\n  upper: {customer: 0.8}\n  lower: 0.6\n",
+            "matching.lower",
+            "0.6",
+            "lower threshold must not exceed upper threshold (material 0.5)",
+        ),
         (
             "upper: 0.9\n",
             "upper",
@@ -164,6 +203,31 @@ def test_a_wrong_matching_value_stops_the_hub_naming_file_path_value_and_rule(
     tmp_path: Path, text: str, path: str, value: str, rule: str
 ) -> None:
     assert_refused(tmp_path, text, path, value, rule)
+
+
+# --------------------------------------------------------------------- merge threshold
+
+
+def test_the_merge_threshold_is_per_entity_07_for_customers_05_for_materials() -> None:
+    assert IdentityConfig().upper == {"customer": 0.7, "material": 0.5}
+    assert IdentityConfig(upper={"customer": 0.8}).upper_for("customer") == 0.8
+    assert IdentityConfig(upper={"customer": 0.8}).upper_for("material") == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "customer", "material"),
+    [
+        ("matching:\n  upper: 0.6\n", 0.6, 0.6),  # a number: every entity
+        ("matching:\n  upper: {customer: 0.8}\n", 0.8, 0.5),  # a mapping: the others default
+        ("matching:\n  upper: {material: 0.55, customer: 0.65}\n", 0.65, 0.55),
+        ("upper: {material: 0.4}\n", 0.7, 0.4),  # the keys alone, as `dedup batch` takes them
+    ],
+)
+def test_a_file_sets_the_merge_threshold_for_all_entities_or_per_entity(
+    tmp_path: Path, text: str, customer: float, material: float
+) -> None:
+    config = load_matching(write(tmp_path, text))
+    assert (config.upper_for("customer"), config.upper_for("material")) == (customer, material)
 
 
 # --------------------------------------------------------------------- survivorship names

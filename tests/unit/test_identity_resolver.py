@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import uuid
 from typing import Any
 
@@ -134,6 +136,50 @@ def test_thresholds_decide_merge_review_new() -> None:
     assert review.action == "review" and review.candidate_id == gid
     assert review.golden_id == golden_id_for("customer", "oa", "O1")
     assert run(0.999, min(p * 1.01 + 0.001, 0.999)).action == "new"
+
+
+WANG = {"kind": "person", "name": "王建国", "birth_date": "1970-01-02"}
+
+
+def at_probability(model: Model, record: Profile, candidate: Profile, p: float) -> Model:
+    """`model` with its priors moved so that the pair scores `p` exactly."""
+    shift = math.log2(p / (1 - p)) - score(model, record, candidate).weight
+
+    def moved(prior: float) -> float:
+        return 1 / (1 + 2 ** -(math.log2(prior / (1 - prior)) + shift))
+
+    priors = {kind: moved(prior) for kind, prior in model.kind_priors.items()}
+    return dataclasses.replace(model, prior=moved(model.prior), kind_priors=priors)
+
+
+@pytest.mark.parametrize(
+    ("entity", "record", "candidate", "action"),
+    [
+        # with customers at 0.7, a coin toss between two customers is for a person to confirm
+        (
+            "customer",
+            WANG,
+            {**WANG, "phones": ["13812345678"]},
+            "review",
+        ),
+        # a material at the same probability merges: its threshold stays 0.5
+        (
+            "material",
+            {"code": "P-300", "name": "不锈钢304内六角螺钉", "specification": "M3x8", "uom": "PCS"},
+            {"code": "P-301", "name": "不锈钢304内六角螺钉", "specification": "M3x8", "uom": "PCS"},
+            "merge",
+        ),
+    ],
+)
+def test_at_probability_06_a_customer_goes_to_review_and_a_material_merges_per_entity(
+    entity: str, record: dict[str, Any], candidate: dict[str, Any], action: str
+) -> None:
+    ours, theirs = build_profile(entity, record), build_profile(entity, candidate)
+    model = at_probability(Model.default(entity), ours, theirs, 0.6)
+    config = IdentityConfig(upper={"customer": 0.7})
+    decision = decide(model, config, "oa", "O1", ours, [("G-existing", theirs)])
+    assert decision.score == pytest.approx(0.6)
+    assert decision.action == action and decision.candidate_id == "G-existing"
 
 
 def test_equal_namesakes_compete_instead_of_one_winning_by_id_order() -> None:

@@ -31,14 +31,16 @@ def test_the_hub_runs_identity_with_the_configured_thresholds_and_rules(
     )
     monkeypatch.setenv("EAI_IDENTITY_CONFIG", str(path))
     flow = identity_flow(Hub(Settings()))
-    assert (flow.config.upper, flow.config.lower, flow.config.block_cap) == (0.9, 0.4, 30)
+    assert flow.config.upper == {"customer": 0.9, "material": 0.9}
+    assert (flow.config.lower, flow.config.block_cap) == (0.4, 30)
     rule = flow.survivorship.rules("customer")["name"]
     assert rule.rule == "priority" and rule.sources == ("erp", "crm")
 
 
 def test_without_identity_settings_the_defaults_apply() -> None:
     flow = identity_flow(Hub(Settings()))
-    assert (flow.config.upper, flow.config.lower) == (0.5, 0.2)
+    assert flow.config.upper == {"customer": 0.7, "material": 0.5}
+    assert flow.config.lower == 0.2
     assert "default parameters" in flow.models["customer"].notes[0]
 
 

@@ -248,3 +248,110 @@ def test_cli_rejects_a_bad_line_with_its_number(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "line 2" in result.output
+
+
+def test_the_prior_leaves_out_what_the_blocking_key_made_agree() -> None:
+    """Decision 51: a pair found only through name keys agrees on the name because it was
+    selected on it; the prior's pattern of that pair leaves the name out (FAMILY_FIXES), while a
+    pair also found through its phone keeps it."""
+    from flows.identity.blocking import blocking_keys
+    from flows.identity.scoring import COMPARISONS, NULL, comparison_vector
+    from flows.identity.training import (
+        FitReport,
+        _postings,
+        _prior_pair_ids,
+        _prior_patterns,
+        _prior_samples,
+    )
+
+    records = [
+        {"kind": "person", "name": "Lena Vogt", "phones": ["+49 151 11111111"]},
+        {"kind": "person", "name": "Lena Vogt", "phones": ["+49 151 22222222"]},
+        {"kind": "person", "name": "Mara Lind", "phones": ["+49 151 33333333"]},
+        {"kind": "person", "name": "Mara Lind", "phones": ["+49 151 33333333"]},
+    ]
+    profiles = [customer_profile(r) for r in records]
+    comparisons = COMPARISONS["customer"]
+    names = [c.name for c in comparisons]
+    config = IdentityConfig()
+    postings = _postings([blocking_keys(p) for p in profiles], config.block_cap)
+
+    def vector(pair: tuple[int, int]) -> tuple[int, ...]:
+        return comparison_vector(comparisons, profiles[pair[0]], profiles[pair[1]])
+
+    by_kind, families = _prior_pair_ids(profiles, postings, config, FitReport())
+    samples = _prior_samples(by_kind, config, random.Random(1))
+    vectors = {
+        (pid // len(profiles), pid % len(profiles)): vector(
+            (pid // len(profiles), pid % len(profiles))
+        )
+        for sample, _total in samples.values()
+        for pid in sample
+    }
+    patterns = _prior_patterns(profiles, samples, families, vectors, names)
+    counts, pairs = patterns["person"]
+    assert pairs == 2
+    name, place = names.index("person_name"), names.index("place")
+    namesakes = vector((0, 1))
+    assert namesakes[name] == 0  # the comparison itself still sees the names agree
+    by_place = {vec[place]: vec for vec in counts}
+    assert by_place[namesakes[place]][name] == NULL  # found through the name only
+    assert by_place[vector((2, 3))[place]][name] == 0  # found through the phone too
+
+
+def _share_of_matches_by_bucket(
+    model: Model, profiles: list[Any], truth: list[Any]
+) -> dict[int, tuple[int, float]]:
+    from flows.identity.scoring import bucket_of
+
+    tf = model.tf["person_name"]
+    holders: dict[str, list[int]] = {}
+    for i, p in enumerate(profiles):
+        for value in set(p.names):
+            holders.setdefault(value, []).append(i)
+    found: dict[int, list[int]] = {}
+    for value, members in holders.items():
+        if len(members) < 2:
+            continue
+        counts = found.setdefault(bucket_of(tf.counts.get(value, 1)), [0, 0])
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                i, j = members[a], members[b]
+                counts[0] += 1
+                counts[1] += truth[i]["cluster_id"] == truth[j]["cluster_id"]
+    return {b: (n, same / n) for b, (n, same) in found.items()}
+
+
+def test_an_exact_name_is_weighed_by_em_per_frequency_bucket(
+    data: tuple[list[InputRow], list[Any]],
+) -> None:
+    """Decision 51: the weight of an exact name is estimated per frequency bucket from the
+    other fields of the pairs that share such a name, not from a floor of one record; a pair
+    agreeing on the name alone then scores the share of matches among such pairs."""
+    from flows.identity.scoring import log2_odds, probability, score
+
+    rows, truth = data
+    profiles = [customer_profile(r.record) for r in rows]
+    model, _ = fit("customer", profiles, IdentityConfig())
+    buckets = model.tf["person_name"].buckets
+    assert buckets, "no bucket estimated"
+    prior = model.kind_priors.get("person", model.prior)
+    checked = 0
+    for bucket, (pairs, share) in _share_of_matches_by_bucket(model, profiles, truth).items():
+        if bucket not in buckets or pairs < 100:
+            continue
+        estimated = probability(buckets[bucket] + log2_odds(prior))
+        assert abs(estimated - share) < 0.08, (bucket, pairs, share, estimated)
+        checked += 1
+    assert checked >= 2
+    # a name held by two records, nothing else to compare: the bucket's estimate decides,
+    # and a model loaded from its file (streaming) scores the same
+    name = next(v for v, c in model.tf["person_name"].counts.items() if c == 2)
+    a = customer_profile({"kind": "person", "name": name.title()})
+    b = customer_profile({"kind": "person", "name": name.title(), "email": "x@example.org"})
+    expected = probability(buckets[2] + log2_odds(prior))
+    assert score(model, a, b).probability == pytest.approx(expected)
+    assert score(model, a, b, explain=True).probability == pytest.approx(expected)
+    loaded = Model.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert loaded.tf["person_name"].buckets == pytest.approx(buckets)
+    assert score(loaded, a, b).probability == pytest.approx(expected)
