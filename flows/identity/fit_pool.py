@@ -5,7 +5,7 @@ is work with no draw in it: the random-pair stage (term frequencies and u, the f
 the sequence, whose end state comes back) and comparison vectors of pairs already drawn. The
 workers are forked after normalization, so they read the profiles from the memory they
 inherit; only pairs go out and small results come back. The model is the same to the last
-bit with or without them (tests/unit/test_identity_fit_pool.py).
+bit with or without them (tests/unit/test_identity_batch_pool.py).
 """
 
 from __future__ import annotations
