@@ -208,8 +208,8 @@ def test_a_wrong_matching_value_stops_the_hub_naming_file_path_value_and_rule(
 # --------------------------------------------------------------------- merge threshold
 
 
-def test_the_merge_threshold_is_per_entity_07_for_customers_05_for_materials() -> None:
-    assert IdentityConfig().upper == {"customer": 0.7, "material": 0.5}
+def test_the_merge_threshold_is_per_entity_06_for_customers_05_for_materials() -> None:
+    assert IdentityConfig().upper == {"customer": 0.6, "material": 0.5}
     assert IdentityConfig(upper={"customer": 0.8}).upper_for("customer") == 0.8
     assert IdentityConfig(upper={"customer": 0.8}).upper_for("material") == 0.5
 
@@ -220,7 +220,7 @@ def test_the_merge_threshold_is_per_entity_07_for_customers_05_for_materials() -
         ("matching:\n  upper: 0.6\n", 0.6, 0.6),  # a number: every entity
         ("matching:\n  upper: {customer: 0.8}\n", 0.8, 0.5),  # a mapping: the others default
         ("matching:\n  upper: {material: 0.55, customer: 0.65}\n", 0.65, 0.55),
-        ("upper: {material: 0.4}\n", 0.7, 0.4),  # the keys alone, as `dedup batch` takes them
+        ("upper: {material: 0.4}\n", 0.6, 0.4),  # the keys alone, as `dedup batch` takes them
     ],
 )
 def test_a_file_sets_the_merge_threshold_for_all_entities_or_per_entity(

@@ -39,7 +39,7 @@ def test_the_hub_runs_identity_with_the_configured_thresholds_and_rules(
 
 def test_without_identity_settings_the_defaults_apply() -> None:
     flow = identity_flow(Hub(Settings()))
-    assert flow.config.upper == {"customer": 0.7, "material": 0.5}
+    assert flow.config.upper == {"customer": 0.6, "material": 0.5}
     assert flow.config.lower == 0.2
     assert "default parameters" in flow.models["customer"].notes[0]
 
