@@ -150,29 +150,26 @@ class BrokerEpochWatch:
                     )
                 )
                 await s.flush()
-                res = await s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.sent_at >= now - self.window)
-                    .values(sent_at=None, lease_until=None)
-                )
-                n = int(res.rowcount or 0)  # type: ignore[attr-defined]
+                n = await self._mark_window_unsent(s, now)
         except IntegrityError:
             return 0
         log.warning("republishing %d outbox rows to the new broker", n)
         return n
 
+    async def _mark_window_unsent(self, s: AsyncSession, now: datetime) -> int:
+        res = await s.execute(
+            update(OutboxRow)
+            .where(OutboxRow.sent_at >= now - self.window)
+            .values(sent_at=None, lease_until=None)
+        )
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
     async def republish_again(self) -> int:
         """Mark the outbox rows sent in the last window as unsent once more, without the claim
         of one process per epoch: for a hub started again in the process whose previous hub
         noticed the loss, after that hub (and its relay) stopped."""
-        now = datetime.now(UTC)
         async with self.sessions() as s, s.begin():
-            res = await s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.sent_at >= now - self.window)
-                .values(sent_at=None, lease_until=None)
-            )
-            n = int(res.rowcount or 0)  # type: ignore[attr-defined]
+            n = await self._mark_window_unsent(s, datetime.now(UTC))
         self.republished += n
         log.warning("republishing %d outbox rows again after the restart", n)
         return n
