@@ -99,6 +99,7 @@ class Hub:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _embedded_watch: asyncio.Task[Any] | None = None
     _lag_probe: asyncio.Task[None] | None = None
+    _recovery: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -148,6 +149,12 @@ class Hub:
             for r in self.runners:
                 self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
             self._tasks.extend(self.delivery.start(self.sessions))
+            if self.from_beginning:
+                # Not in self._tasks: it ends once the loss is recovered, which is no reason
+                # for wait() to stop the hub.
+                self._recovery = asyncio.create_task(
+                    self._settle_recovery(), name="broker-loss-recovery"
+                )
             self._start_pollers()
             self._start_urge_scheduler()
             self._start_unparker()
@@ -176,17 +183,43 @@ class Hub:
         try:
             # Before the flows start: a broker that came back empty gets the outbox again.
             lost = await self.epoch.check()
-            if self.from_beginning and not lost:
+            pending = not lost and await self.epoch.recovery_pending()
+            if (self.from_beginning or pending) and not lost:
                 # The previous hub marked the outbox for republishing when it noticed the loss,
                 # but its relay went on until it stopped: a batch it had sent to the lost broker
                 # and marked sent after that mark was never published again (7 of 2,000 records
                 # in tests/chaos/test_broker_restart.py). Now that it has stopped, mark again.
                 await self.epoch.republish_again()
+            # A process its supervisor started after the loss knows of it only from the store.
+            self.from_beginning = self.from_beginning or lost or pending
         except Exception as exc:
             log.warning("broker epoch check at start failed: %s: %s", type(exc).__name__, exc)
         self._tasks.append(
             asyncio.create_task(self.epoch.run(self.relay.wake), name="broker-epoch")
         )
+
+    async def _settle_recovery(self) -> None:
+        """Mark the broker loss recovered once every flow has rewound and committed the
+        partitions it holds, and the hubs of the old log have had time to notice the loss;
+        until then partitions that move here are rewound too."""
+        while True:
+            await asyncio.sleep(1.0)
+            rewinds = [r.rewind for r in self.runners]
+            if not all(rw is not None and rw.done for rw in rewinds):
+                continue
+            try:
+                age = await self.epoch.loss_age_s() if self.epoch.seen is not None else None
+                if age is not None and age < self.epoch.settle_s():
+                    continue
+                if age is not None:
+                    await self.epoch.mark_recovered()
+            except Exception as exc:
+                log.warning("broker loss recovery: %s: %s", type(exc).__name__, exc)
+                continue
+            for rw in rewinds:
+                assert rw is not None
+                rw.settled = True
+            return
 
     async def _watch_embedded(self) -> None:
         """The embedded broker is this process's child and keeps its log in memory: if it
@@ -362,11 +395,12 @@ class Hub:
             self.delivery.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
-        if self._lag_probe is not None:
-            self._lag_probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag_probe
-            self._lag_probe = None
+        for side in (self._lag_probe, self._recovery):
+            if side is not None:
+                side.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side
+        self._lag_probe = self._recovery = None
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
             if pending:

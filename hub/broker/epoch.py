@@ -12,11 +12,14 @@ held. Then:
   publishes them again. Consumers drop what they had already applied through their ledgers
   (same message id): the loss costs repeats, never an effect twice, never a message lost
   that the store had accepted (a webhook's records, a flow's outputs);
-- a process that notices the loss while running then stops with ``BrokerLost`` (exit code 1)
-  for its supervisor (Docker's restart policy, systemd) to start it again: its consumers'
-  positions and group membership belong to the lost log, and rewinding them in place proved
-  unreliable (a consumer rejoining the new broker's group stalled, docs/decisions.md 29a),
-  while a fresh process joins the new broker's groups cleanly and reads from the start.
+- a process that notices the loss while running then stops its hub with ``BrokerLost``: its
+  consumers' positions and group membership belong to the lost log, and rewinding them in
+  place proved unreliable (a consumer rejoining the new broker's group stalled,
+  docs/decisions.md 29a). ``eai-hub run`` starts a fresh hub in the same process; a process
+  that exits (exit code 1) is started again by its supervisor (Docker's restart policy,
+  systemd). Either way the new hub finds the loss unrecovered (``recovery_pending``), reads
+  the new log from its start, marks the window for republishing once more, and marks the loss
+  recovered when its flows have committed those start positions (docs/decisions.md 52, 58).
 
 Messages other systems produced straight to the broker are not in the outbox and are lost
 with it; on Apache Kafka with replication (docs/operations.md) a broker restart loses nothing
@@ -164,10 +167,50 @@ class BrokerEpochWatch:
         )
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
+    def _loss_row(self) -> str:
+        assert self.seen is not None, "check() first"
+        return f"broker.epoch.{self.seen}"
+
+    async def recovery_pending(self) -> bool:
+        """Whether a loss that made this broker's epoch is still being recovered from: a process
+        republished the outbox to it (the row ``_republish`` claims) and no hub has yet read the
+        new log from its start and committed that (``mark_recovered``). A process started by its
+        supervisor after a loss another process (or its own previous life) noticed learns it
+        here, since nothing else survives the exit."""
+        async with self.sessions() as s:
+            row = await s.get(KeyValue, self._loss_row())
+        return row is not None and "recovered_at" not in row.value
+
+    def settle_s(self) -> float:
+        """How long after a loss hubs of the old log may still run: each notices the loss at its
+        next check (interval, plus up to ~12 s for a check against a broker that stalls)."""
+        return 3 * self.interval + 15.0
+
+    async def loss_age_s(self) -> float | None:
+        async with self.sessions() as s:
+            row = await s.get(KeyValue, self._loss_row())
+        if row is None:
+            return None
+        at = datetime.fromisoformat(str(row.value["at"]))
+        return (datetime.now(UTC) - at).total_seconds()
+
+    async def mark_recovered(self) -> None:
+        """Every flow of this hub read the new log from its start and committed those positions,
+        and the hubs of the old log have had time to stop: later starts go back to the committed
+        offsets."""
+        async with self.sessions() as s, s.begin():
+            row = await s.get(KeyValue, self._loss_row())
+            if row is None or "recovered_at" in row.value:
+                return
+            now = datetime.now(UTC)
+            row.value = {**row.value, "recovered_at": now.isoformat()}
+            row.updated_at = now
+        log.warning("recovered from the loss of the broker's data (epoch %s)", self.seen)
+
     async def republish_again(self) -> int:
         """Mark the outbox rows sent in the last window as unsent once more, without the claim
-        of one process per epoch: for a hub started again in the process whose previous hub
-        noticed the loss, after that hub (and its relay) stopped."""
+        of one process per epoch: for a hub started after the loss was noticed (in the same
+        process or by a supervisor), once the hub that noticed it (and its relay) stopped."""
         async with self.sessions() as s, s.begin():
             n = await self._mark_window_unsent(s, datetime.now(UTC))
         self.republished += n

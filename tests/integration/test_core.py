@@ -195,13 +195,11 @@ async def test_a_hub_with_its_api_stops_within_seconds(broker: str, sqlite_url: 
     assert took < STOP_GRACE_S / 2, f"stop took {took:.1f} s"
 
 
-async def test_a_hub_started_again_after_a_broker_loss_reads_the_new_log_from_its_start(
-    broker: str, sqlite_url: str
-) -> None:
+async def _what_the_hub_of_the_lost_log_left_behind(broker: str, sqlite_url: str) -> Settings:
     """What the previous hub left behind when it noticed the loss too late: offsets committed
-    on the new broker from positions in the lost log, and a batch it sent to the lost broker
-    and marked sent after the outbox was marked for republishing. The hub started in its place
-    (``from_beginning``, as ``Restarting`` starts it) applies every record all the same."""
+    on the new broker from positions in the lost log (past the six records the new log holds),
+    and a seventh record it sent to the lost broker and marked sent after the outbox was marked
+    for republishing. It stamped the new broker when it noticed the loss."""
     from datetime import UTC, datetime
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -214,7 +212,6 @@ async def test_a_hub_started_again_after_a_broker_loss_reads_the_new_log_from_it
     topic = topics.canonical(Entity.customer)
     settings = Settings(kafka_bootstrap=broker, database_url=sqlite_url, topic_partitions=3)
     await kafka.ensure_topics(settings, broker, [topic], partitions=3)
-    # the previous hub stamped this broker when it noticed the loss: no loss at this start
     await kafka.ensure_topics(settings, broker, [EPOCH_TOPIC], partitions=1)
     await produce(broker, EPOCH_TOPIC, [(None, b"the-new-brokers-epoch")])
     on_the_new_log = [customer_env(i) for i in range(1, 7)]
@@ -226,25 +223,89 @@ async def test_a_hub_started_again_after_a_broker_loss_reads_the_new_log_from_it
     )
     await stale.start()
     try:
-        # positions of the lost log: past everything the new one holds in each partition
         stale.assign([TopicPartition(topic, p) for p in range(3)])
         await stale.commit({TopicPartition(topic, p): len(on_the_new_log) for p in range(3)})
     finally:
         await stale.stop()
     engine = db.create_engine(sqlite_url)
     await db.migrate(engine)
-    lost = customer_env(7)
     async with db.sessionmaker(engine)() as s, s.begin():
-        await add_rows(s, [{**envelope_values(topic, lost), "sent_at": datetime.now(UTC)}])
+        await add_rows(
+            s, [{**envelope_values(topic, customer_env(7)), "sent_at": datetime.now(UTC)}]
+        )
     await engine.dispose()
+    return settings
 
+
+async def _all_seven_applied(hub: Hub) -> None:
+    async def all_seven() -> bool:
+        return await count(hub, select(func.count()).select_from(SourceRecord)) == 7
+
+    await wait_until(all_seven, what="the six records on the new log and the lost one")
+
+
+async def test_a_hub_started_again_after_a_broker_loss_reads_the_new_log_from_its_start(
+    broker: str, sqlite_url: str
+) -> None:
+    """The hub started in the place of one that noticed the loss (``from_beginning``, as
+    ``Restarting`` starts it) applies every record all the same."""
+    settings = await _what_the_hub_of_the_lost_log_left_behind(broker, sqlite_url)
     hub = Hub(settings, serve_api=False, from_beginning=True)
     await hub.start()
     try:
-
-        async def all_seven() -> bool:
-            return await count(hub, select(func.count()).select_from(SourceRecord)) == 7
-
-        await wait_until(all_seven, what="the six records on the new log and the lost one")
+        await _all_seven_applied(hub)
     finally:
         await hub.stop()
+
+
+async def test_a_process_started_by_its_supervisor_after_a_broker_loss_recovers_from_it(
+    broker: str, sqlite_url: str
+) -> None:
+    """A hub process that exited on the loss is started again by systemd or Docker: a new
+    process, which knows of the loss only from the store. It reads the new log from its start
+    all the same, and once the loss is recovered the next start reads from the committed
+    offsets again instead of the whole log."""
+    from datetime import UTC, datetime, timedelta
+
+    from hub.store import db
+    from hub.store.models import KeyValue
+
+    settings = await _what_the_hub_of_the_lost_log_left_behind(broker, sqlite_url)
+    engine = db.create_engine(sqlite_url)
+    sessions = db.sessionmaker(engine)
+    loss = "broker.epoch.the-new-brokers-epoch"
+    try:
+        # the process that noticed the loss claimed its republishing, a while ago
+        noticed = datetime.now(UTC) - timedelta(minutes=5)
+        async with sessions() as s, s.begin():
+            s.add(KeyValue(name=loss, value={"at": noticed.isoformat()}, updated_at=noticed))
+
+        hub = Hub(settings, serve_api=False)
+        await hub.start()
+        try:
+            await _all_seven_applied(hub)
+
+            async def recovered() -> bool:
+                async with sessions() as s:
+                    row = await s.get(KeyValue, loss)
+                    return row is not None and "recovered_at" in row.value
+
+            await wait_until(recovered, what="the loss marked recovered")
+        finally:
+            await hub.stop()
+
+        await produce_envs(broker, topics.canonical(Entity.customer), [customer_env(8)])
+        again = Hub(settings, serve_api=False)
+        await again.start()
+        try:
+
+            async def eight() -> bool:
+                return await count(again, select(func.count()).select_from(SourceRecord)) == 8
+
+            await wait_until(eight, what="the record produced after the recovery")
+            records = next(r for r in again.runners if r.name == "records")
+            assert records.metrics.duplicates == 0, "the log was read from its start again"
+        finally:
+            await again.stop()
+    finally:
+        await engine.dispose()
