@@ -630,8 +630,14 @@ class Model:
             "tf": {
                 name: {
                     "total": t.total,
-                    "counts": dict(t.counts),
-                    **({"buckets": {str(b): w for b, w in t.buckets.items()}} if t.buckets else {}),
+                    # most common first, ties by value: the same model writes the same bytes
+                    # whatever order the fit's sets (hash-seeded) produced the counts in
+                    "counts": dict(sorted(t.counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+                    **(
+                        {"buckets": {str(b): t.buckets[b] for b in sorted(t.buckets)}}
+                        if t.buckets
+                        else {}
+                    ),
                 }
                 for name, t in self.tf.items()
             },
