@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = Field(
         10_000_000, ge=1024, description="largest accepted webhook body (413 beyond)"
     )
+    webhook_idempotency_retention_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="a webhook retried with the same Idempotency-Key within this long gets "
+        "the first answer again, nothing published twice",
+    )
     poll_sources: str = Field(
         "", description="tables to poll: system=database-url, comma separated (ERP, PDM)"
     )
