@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     broker_check_interval_s: float = Field(
         5.0, gt=0, description="how often each hub process checks the broker still holds its data"
     )
+    broker_outage_remind_s: float = Field(
+        30.0, gt=0, description="while the broker is unreachable, log a reminder this often"
+    )
     broker_loss_republish_s: float = Field(
         3600.0,
         ge=0,
