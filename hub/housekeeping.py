@@ -1,8 +1,9 @@
 """Housekeeping: the store's history tables kept to a retention, in small deletes.
 
-Two tables only grow: the outbox (every message the hub published, kept after sending so a
-broker that lost its data can be given the last ``broker_loss_republish_s`` again) and the
-delivery queue (one row per message per target, kept after delivery as history). Without a
+Three tables only grow: the outbox (every message the hub published, kept after sending so a
+broker that lost its data can be given the last ``broker_loss_republish_s`` again), the
+delivery queue (one row per message per target, kept after delivery as history) and the
+answers to webhook calls with an Idempotency-Key. Without a
 limit they fill the disk of a hub that runs for months. The housekeeper deletes, every
 ``housekeeping_interval_s``:
 
@@ -12,6 +13,9 @@ limit they fill the disk of a hub that runs for months. The housekeeper deletes,
   ``delivery_history_retention_s``, except those of a key that also has a dead delivery of an
   older message: re-driving that dead letter is refused while a newer message of its key was
   delivered (``hub.delivery.queue.redrive``), and it can only know that from these rows.
+
+- webhook idempotency answers stored longer ago than ``webhook_idempotency_retention_s``
+  (a retry after that is a new request; hub.ingest.idempotency).
 
 Never deleted here: unsent outbox rows, pending and dead deliveries, the ledger (exactly-once
 rests on it), the journal (replay past the broker's retention reads it), lineage and audit.
@@ -33,6 +37,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.delivery import queue
+from hub.ingest import idempotency
 from hub.metrics import HOUSEKEEPING_DELETED
 from hub.settings import Settings
 from hub.store.models import OutboxRow
@@ -47,10 +52,16 @@ class Retention:
     outbox_s: float
     deliveries_s: float
     republish_s: float = 0.0
+    idempotency_s: float = 0.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> Retention:
-        return cls(s.outbox_retention_s, s.delivery_history_retention_s, s.broker_loss_republish_s)
+        return cls(
+            s.outbox_retention_s,
+            s.delivery_history_retention_s,
+            s.broker_loss_republish_s,
+            s.webhook_idempotency_retention_s,
+        )
 
     def outbox_cutoff(self, now: datetime) -> datetime | None:
         if self.outbox_s <= 0:
@@ -62,6 +73,11 @@ class Retention:
             return None
         return now - timedelta(seconds=self.deliveries_s)
 
+    def idempotency_cutoff(self, now: datetime) -> datetime | None:
+        if self.idempotency_s <= 0:
+            return None
+        return now - timedelta(seconds=self.idempotency_s)
+
 
 async def _outbox_chunk(s: AsyncSession, cutoff: datetime) -> int:
     ids = select(OutboxRow.id).where(OutboxRow.sent_at < cutoff).limit(CHUNK)
@@ -71,6 +87,10 @@ async def _outbox_chunk(s: AsyncSession, cutoff: datetime) -> int:
 
 async def _deliveries_chunk(s: AsyncSession, cutoff: datetime) -> int:
     return await queue.prune(s, cutoff, limit=CHUNK)
+
+
+async def _idempotency_chunk(s: AsyncSession, cutoff: datetime) -> int:
+    return await idempotency.expired_chunk(s, cutoff, CHUNK)
 
 
 class Housekeeper:
@@ -84,19 +104,24 @@ class Housekeeper:
         self.sessions = sessions
         self.retention = retention
         self.interval_s = interval_s
-        self.deleted: dict[str, int] = {"outbox": 0, "deliveries": 0}
+        self.deleted: dict[str, int] = {"outbox": 0, "deliveries": 0, "webhook_idempotency": 0}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def sweep(self, now: datetime | None = None) -> dict[str, int]:
-        """One pass over both tables; returns the rows deleted per table."""
+        """One pass over the tables; returns the rows deleted per table."""
         now = now or datetime.now(UTC)
         done: dict[str, int] = {}
         for table, cutoff, chunk in (
             ("outbox", self.retention.outbox_cutoff(now), _outbox_chunk),
             ("deliveries", self.retention.deliveries_cutoff(now), _deliveries_chunk),
+            (
+                "webhook_idempotency",
+                self.retention.idempotency_cutoff(now),
+                _idempotency_chunk,
+            ),
         ):
             total = 0
             while cutoff is not None and not self._stopping.is_set():

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contracts import topics
 from hub.broker import kafka
 from hub.broker.embedded import EmbeddedBroker
+from hub.broker.outage import BrokerOutageLog
 from hub.core.processor import BatchProcessor, FlowSpec
 from hub.core.relay import OutboxRelay
 from hub.core.runner import FlowRunner
@@ -93,6 +94,7 @@ class Hub:
     unparker: Any = None  # hub.sync_unparker.Unparker when a flow that parks runs
     epoch: Any = None  # hub.broker.epoch.BrokerEpochWatch
     housekeeper: Any = None  # hub.housekeeping.Housekeeper, in the API process
+    outage: BrokerOutageLog | None = None
     # a hub started again after its broker lost its data: every flow reads the new broker's
     # log from its start instead of from offsets the previous hub may have committed there
     from_beginning: bool = False
@@ -117,6 +119,10 @@ class Hub:
         else:
             self.embedded = EmbeddedBroker()
             self.bootstrap = await asyncio.to_thread(self.embedded.start)
+        # From here aiokafka may log; an unreachable broker is one line, not hundreds a second.
+        self.outage = BrokerOutageLog(self.bootstrap, remind_s=s.broker_outage_remind_s)
+        self.outage.install()
+        self._tasks.append(asyncio.create_task(self.outage.run(), name="broker-outage-log"))
         self.broker_info = await kafka.check_reachable(s, self.bootstrap)
         if self.embedded is not None:
             self._embedded_watch = asyncio.create_task(
@@ -393,6 +399,8 @@ class Hub:
             self.housekeeper.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.outage is not None:
+            self.outage.stop()
         if self.api_server is not None:
             self.api_server.should_exit = True
         for side in (self._lag_probe, self._recovery):
@@ -427,6 +435,8 @@ class Hub:
             await self.engine.dispose()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+        if self.outage is not None:
+            self.outage.uninstall()  # after the clients stopped: their last errors held too
         # a stopped hub's objects may be garbage now (a process that starts hubs one after
         # another, tests): give the collector the frozen heap back
         thaw_heap()

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     broker_check_interval_s: float = Field(
         5.0, gt=0, description="how often each hub process checks the broker still holds its data"
     )
+    broker_outage_remind_s: float = Field(
+        30.0, gt=0, description="while the broker is unreachable, log a reminder this often"
+    )
     broker_loss_republish_s: float = Field(
         3600.0,
         ge=0,
@@ -93,6 +96,12 @@ class Settings(BaseSettings):
     # Connectors.
     max_webhook_bytes: int = Field(
         10_000_000, ge=1024, description="largest accepted webhook body (413 beyond)"
+    )
+    webhook_idempotency_retention_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="a webhook retried with the same Idempotency-Key within this long gets "
+        "the first answer again, nothing published twice",
     )
     poll_sources: str = Field(
         "", description="tables to poll: system=database-url, comma separated (ERP, PDM)"

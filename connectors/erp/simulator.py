@@ -100,24 +100,27 @@ def _customer(rng: random.Random, c: fd.Company, kunnr: str, when: datetime) -> 
     return rec
 
 
+def _part_material(rng: random.Random, p: fd.Part, when: datetime) -> dict[str, Any]:
+    """A part the PDM also holds, typed in by the ERP's material clerk."""
+    return {
+        "MATNR": p.material_no,
+        "MAKTX": fd.typo(rng, p.name) if rng.random() < 0.1 else p.name,
+        "MTART": MTART.get(p.category, "ROH"),
+        "MATKL": p.category.replace("-", "")[:9],
+        "MEINS": UNITS[p.unit],
+        "GROES": p.spec,
+        "ZEINR": p.drawing_no,
+        "ZEIVR": p.revision,
+        "ERSDA": d(when),
+        "LAEDA": d(when),
+    }
+
+
 def _material(
     rng: random.Random, w: fd.World, n: int, duplicates: float, when: datetime
 ) -> dict[str, Any]:
     if rng.random() < duplicates:
-        # A part the PDM also holds, typed in by the ERP's material clerk.
-        p = rng.choice(list(w.parts.values()))
-        return {
-            "MATNR": p.material_no,
-            "MAKTX": fd.typo(rng, p.name) if rng.random() < 0.1 else p.name,
-            "MTART": MTART.get(p.category, "ROH"),
-            "MATKL": p.category.replace("-", "")[:9],
-            "MEINS": UNITS[p.unit],
-            "GROES": p.spec,
-            "ZEINR": p.drawing_no,
-            "ZEIVR": p.revision,
-            "ERSDA": d(when),
-            "LAEDA": d(when),
-        }
+        return _part_material(rng, rng.choice(list(w.parts.values())), when)
     name, spec = rng.choice(PACKAGING)
     return {
         "MATNR": f"{4000000000 + n:010d}",
@@ -257,7 +260,13 @@ def generate(seed: int, duplicates: float = 0.2) -> Iterator[tuple[str, dict[str
     rng = random.Random(f"{SYSTEM}:{seed}")
     clock = fd.clock(rng)
     kunnrs: list[str] = []
+    in_mara: set[str] = set()
     n = {"customer": 0, "material": 0, "order": 0, "requisition": 0}
+    # The sales catalogue exists before anyone orders from it: without the finished
+    # products' material masters every CRM order and DRP replenishment parked for good.
+    for product in w.products:
+        in_mara.add(w.parts[product].material_no)
+        yield "material", _part_material(rng, w.parts[product], clock.tick())
     while True:
         when = clock.tick()
         roll = rng.random()
@@ -269,7 +278,9 @@ def generate(seed: int, duplicates: float = 0.2) -> Iterator[tuple[str, dict[str
             yield "customer", _customer(rng, c, kunnr, when)
         elif roll < 0.3:
             n["material"] += 1
-            yield "material", _material(rng, w, n["material"], duplicates, when)
+            material = _material(rng, w, n["material"], duplicates, when)
+            in_mara.add(material["MATNR"])
+            yield "material", material
         elif roll < 0.55:
             n["order"] += 1
             vbeln = f"{10000 + n['order']:010d}"
@@ -277,7 +288,16 @@ def generate(seed: int, duplicates: float = 0.2) -> Iterator[tuple[str, dict[str
         elif roll < 0.6:
             yield "bom", _bom(rng, rng.choice(w.assemblies()), w, when)
         elif roll < 0.85:
-            yield "stock", _stock(rng, rng.choice(list(w.parts.values())), when)
+            p = rng.choice(list(w.parts.values()))
+            # An ERP posts stock only against a material master (MARD needs its MARA row):
+            # the clerk creates the part's material first. Stock of a material the ERP
+            # never published reached the hub without the record that says whether the DRP
+            # sells it, and the DRP refused the cables counted in metres (decision 55).
+            if p.material_no not in in_mara:
+                in_mara.add(p.material_no)
+                yield "material", _part_material(rng, p, when)
+                when = clock.tick()
+            yield "stock", _stock(rng, p, when)
         else:
             n["requisition"] += 1
             yield "requisition", _requisition(rng, w, f"{10000000 + n['requisition']:010d}", when)

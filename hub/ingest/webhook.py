@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.requests import ClientDisconnect
 
 from connectors.registry import CONNECTORS
 from hub.api.audit import Audit, audited
 from hub.api.auth import Role, require
+from hub.ingest import idempotency as idem
 from hub.ingest.store import write
 
 router = APIRouter(tags=["connectors"])
@@ -75,7 +77,9 @@ async def receive(
 ) -> JSONResponse:
     """Accept native records. 202 when at least one record was accepted, 422 when none was;
     every rejected record is in the dead-letter topic with the field, value and rule.
-    With an Idempotency-Key header a retried request has no second effect."""
+    With an Idempotency-Key header a retry of the request (same system, key, entity and
+    body) within the retention gets the first answer again and publishes nothing; the same
+    key with another request is refused with 422 (hub.ingest.idempotency)."""
     hub = request.app.state.hub
     conn = CONNECTORS.get(system)
     if conn is None:
@@ -91,39 +95,69 @@ async def receive(
     charset = _charset(content_type)
     results = conn.decode(entity, raw, charset=charset, source="webhook")
     id_parts = ("webhook", system, entity, idempotency_key) if idempotency_key else None
-    try:
-        async with hub.sessions() as s, s.begin():
-            out = await write(
-                s,
-                results,
-                origin=f"webhook:{system}.{entity}",
-                flow="ingest",
-                id_parts=id_parts,
-                charset=charset,
+    request_hash = idem.fingerprint(entity, charset, raw) if idempotency_key else ""
+    retention_s = hub.settings.webhook_idempotency_retention_s
+    replay: idem.Answer | None = None
+    for last_try in (False, True):
+        try:
+            async with hub.sessions() as s, s.begin():
+                now = datetime.now(UTC)
+                if idempotency_key:
+                    replay = await idem.answered(
+                        s, system, idempotency_key, request_hash, now, retention_s
+                    )
+                if replay is not None:
+                    audit.add(s, replay.status, f"replayed the answer of {replay.created_at}")
+                    break
+                out = await write(
+                    s,
+                    results,
+                    origin=f"webhook:{system}.{entity}",
+                    flow="ingest",
+                    id_parts=id_parts,
+                    charset=charset,
+                )
+                status = 202 if out.message_ids or not out.rejected else 422
+                body: dict[str, Any] = {
+                    "accepted": len(out.message_ids),
+                    "rejected": out.rejected,
+                    "message_ids": out.message_ids,
+                }
+                if idempotency_key:
+                    idem.remember(
+                        s, system, entity, idempotency_key, request_hash, status, body, now
+                    )
+                audit.add(
+                    s, status, f"accepted {len(out.message_ids)}, rejected {len(out.rejected)}"
+                )
+            break
+        except idem.KeyReused as exc:
+            raise HTTPException(422, str(exc)) from None
+        except IntegrityError:
+            # Another call with this key committed first (see hub.ingest.idempotency): all
+            # of this one is rolled back; its answer is read on the second pass.
+            if last_try or not idempotency_key:
+                raise
+            audit.recorded = False
+        except OperationalError as exc:
+            # The store is busy or away (SQLite's one writer held past its busy timeout, a
+            # PostgreSQL restart): nothing was written, so the caller may send it again.
+            log.warning("webhook %s.%s: store unavailable: %s", system, entity, exc.orig)
+            # Not audited: the row would wait for the same busy store a second time and
+            # delay the 503 that tells the system to back off; the WARNING above records
+            # the refusal.
+            audit.recorded = True
+            return JSONResponse(
+                {
+                    "detail": "the hub's store is busy or unavailable "
+                    f"({type(exc.orig).__name__}); nothing was accepted, retry later"
+                },
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-            status = 202 if out.message_ids or not out.rejected else 422
-            audit.add(s, status, f"accepted {len(out.message_ids)}, rejected {len(out.rejected)}")
-    except OperationalError as exc:
-        # The store is busy or away (SQLite's one writer held past its busy timeout, a
-        # PostgreSQL restart): nothing was written, so the caller may send it again.
-        log.warning("webhook %s.%s: store unavailable: %s", system, entity, exc.orig)
-        # Not audited: the row would wait for the same busy store a second time and delay
-        # the 503 that tells the system to back off; the WARNING above records the refusal.
-        audit.recorded = True
-        return JSONResponse(
-            {
-                "detail": f"the hub's store is busy or unavailable ({type(exc.orig).__name__}); "
-                "nothing was accepted, retry later"
-            },
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+    if replay is not None:
+        return JSONResponse(replay.body, status_code=replay.status, headers={idem.REPLAYED: "true"})
     hub.relay.wake()
-    body: dict[str, Any] = {
-        "accepted": len(out.message_ids),
-        "rejected": out.rejected,
-        "message_ids": out.message_ids,
-    }
     return JSONResponse(body, status_code=status)
 
 

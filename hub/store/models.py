@@ -170,6 +170,21 @@ class KeyValue(Base):
     updated_at: Mapped[datetime]
 
 
+class WebhookIdempotency(Base):
+    """The answer given to a webhook call with an Idempotency-Key, replayed to its retries
+    for ``webhook_idempotency_retention_s`` (hub.ingest.idempotency)."""
+
+    __tablename__ = "webhook_idempotency"
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of entity, charset, body
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_webhook_idempotency_created_at", "created_at"),)
+
+
 # Feature tables live in their own modules; importing them registers them.
 from hub.store import (  # noqa: E402, F401
     admin_models,

@@ -65,11 +65,11 @@ async def test_outbox_keeps_unsent_and_recent_rows(sessions: Any, monkeypatch: A
     #                    0     1        2        3        4        5        6        7
     await outbox(sessions, None, 2 * DAY, 3 * DAY, 2 * DAY, 9 * DAY, 2 * DAY, 3600.0, 0.5 * DAY)
     keeper = Housekeeper(sessions, Retention(outbox_s=DAY, deliveries_s=0, republish_s=3600))
-    assert await keeper.sweep(NOW) == {"outbox": 5, "deliveries": 0}
+    assert await keeper.sweep(NOW) == {"outbox": 5, "deliveries": 0, "webhook_idempotency": 0}
     assert await outbox_keys(sessions) == [b"0", b"6", b"7"]
     # the republish window wins over a shorter retention: a lost broker gets them again
     keeper = Housekeeper(sessions, Retention(outbox_s=60, deliveries_s=0, republish_s=DAY))
-    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 0}
+    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 0, "webhook_idempotency": 0}
     keeper = Housekeeper(sessions, Retention(outbox_s=60, deliveries_s=0, republish_s=0))
     assert (await keeper.sweep(NOW))["outbox"] == 2
     assert await outbox_keys(sessions) == [b"0"]
@@ -78,7 +78,7 @@ async def test_outbox_keeps_unsent_and_recent_rows(sessions: Any, monkeypatch: A
 async def test_zero_retention_keeps_everything(sessions: Any) -> None:
     await outbox(sessions, 30 * DAY)
     keeper = Housekeeper(sessions, Retention(outbox_s=0, deliveries_s=0))
-    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 0}
+    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 0, "webhook_idempotency": 0}
     assert await outbox_keys(sessions) == [b"0"]
 
 
@@ -103,7 +103,7 @@ async def test_delivery_history_goes_but_a_dead_letter_still_knows_newer_data(
             .values(finished_at=NOW - timedelta(days=1))
         )
     keeper = Housekeeper(sessions, Retention(outbox_s=0, deliveries_s=7 * DAY))
-    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 1}
+    assert await keeper.sweep(NOW) == {"outbox": 0, "deliveries": 1, "webhook_idempotency": 0}
     async with sessions() as s:
         left = {(r.key, r.seq): r.status for r in (await s.execute(select(Delivery))).scalars()}
     # B v1 went (history); B v2 is within the retention; C is pending; A v1 is dead and A v2,
@@ -117,3 +117,21 @@ async def test_delivery_history_goes_but_a_dead_letter_still_knows_newer_data(
     async with sessions() as s, s.begin():
         with pytest.raises(ValueError, match="newer message"):
             await queue.redrive(s, "crm", str(a1.env.message_id))
+
+
+async def test_webhook_idempotency_answers_past_their_retention_are_deleted(
+    sessions: Any,
+) -> None:
+    from hub.ingest import idempotency
+    from hub.store.models import WebhookIdempotency
+
+    async with sessions() as s, s.begin():
+        for key, ago in (("old", 2 * DAY), ("older", 3 * DAY), ("fresh", 60.0)):
+            idempotency.remember(
+                s, "crm", "customer", key, "h", 202, {"accepted": 1}, NOW - timedelta(seconds=ago)
+            )
+    keeper = Housekeeper(sessions, Retention(outbox_s=0, deliveries_s=0, idempotency_s=DAY))
+    assert (await keeper.sweep(NOW))["webhook_idempotency"] == 2
+    async with sessions() as s:
+        left = (await s.execute(select(WebhookIdempotency.key))).scalars().all()
+    assert left == ["fresh"]

@@ -47,6 +47,29 @@ def test_orders_reference_customers_and_materials_that_exist() -> None:
             assert {i["product_code"] for i in record["items"]} <= materials
 
 
+def test_the_erp_publishes_a_material_master_before_stock_or_orders_use_it() -> None:
+    """Decision 55: stock of a material the ERP never published reached the DRP, which
+    refused the cables counted in metres; orders for a product without its master parked
+    for good."""
+    from connectors.common.fakedata import world
+    from connectors.erp.simulator import generate
+
+    w = world(13)
+    products = {w.parts[p].material_no for p in w.products}
+    in_mara: set[str] = set()
+    stock = 0
+    for entity, record in itertools.islice(generate(13, 0.0), 600):
+        if entity == "material":
+            in_mara.add(record["MATNR"])
+        elif entity == "stock":
+            stock += 1
+            assert record["MATNR"] in in_mara
+        elif entity == "order":
+            assert {i["MATNR"] for i in record["ITEMS"]} <= in_mara
+    assert stock > 50
+    assert products <= in_mara
+
+
 async def test_traffic_is_paced_and_async() -> None:
     got = [item async for item in _take(traffic("drp", seed=1, rate=0), 5)]
     assert len(got) == 5 and all(isinstance(r, dict) for _, r in got)
