@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -22,6 +23,8 @@ from hub.core.processor import BatchProcessor, FlowContext, FlowSpec, Item
 from hub.delivery import queue, xref
 from hub.delivery.flow import DirectDelivery
 from hub.delivery.policy import Decision, Verdict
+from hub.replay import FlowTarget
+from hub.settings import Settings
 from hub.store.delivery_models import KEY_LEN, PENDING, SUPPRESSED, Delivery, Xref
 from hub.store.models import DeadLetter, OutboxRow
 from hub.sync_unparker import Unparker
@@ -195,3 +198,25 @@ async def test_an_order_the_unparker_releases_is_queued_like_the_flows_next_vers
     deliveries, outbox = await rows(sessions)
     assert [(d.system, d.key, d.status) for d in deliveries] == [("erp", "crm:SO1", PENDING)]
     assert outbox == [] and woken == ["erp"]
+
+
+async def test_a_replay_into_a_flow_queues_its_messages_as_the_live_flow_does(
+    sessions: Any,
+) -> None:
+    """A replay for real through the sync flow, forced: what it sends to ERP is queued the
+    way the live flow's messages of the same key are (an older event replayed after a live
+    one must not take a slower path and overtake, nor be overtaken by, the live one)."""
+    woken = Woken()
+    hub = SimpleNamespace(
+        settings=Settings(),
+        relay=None,
+        delivery=SimpleNamespace(route=lambda: DirectDelivery(["erp"], woken)),
+    )
+    run = SimpleNamespace(hub=hub, sessions=sessions, job=SimpleNamespace(id="J1"))
+    spec = FlowSpec("sync.test", ["golden.customer"], send_on, validate_body=False)
+    target = FlowTarget(cast(Any, run), spec, force=True)
+    await target.deliver([rec(card(1, "G-9"), 0)])
+    deliveries, outbox = await rows(sessions)
+    assert [(d.system, d.key) for d in deliveries] == [("erp", "G-9")]
+    assert [o.topic for o in outbox] == [topics.outbound("drp")]
+    assert target.report()["applied"] == 1
