@@ -273,9 +273,6 @@ class Hub:
             group_id=f"{s.group_prefix}.{spec.name}",
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(s.kafka_session_timeout_ms // 5, 500),
-            fetch_max_wait_ms=kafka.fetch_max_wait_ms(
-                s, self.broker_info is not None and self.broker_info.is_tansu
-            ),
         )
         return FlowRunner(
             processor,

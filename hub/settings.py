@@ -48,13 +48,6 @@ class Settings(BaseSettings):
         description="consumer group session timeout: how soon a dead worker's "
         "partitions move to the others",
     )
-    kafka_fetch_max_wait_ms: int | None = Field(
-        None,
-        ge=1,
-        description="how long the broker may hold a consumer's fetch; unset: 50 on the "
-        "embedded broker, which holds every fetch that long even when records arrive, 500 "
-        "(the client's default) on Apache Kafka, which answers as soon as there are records",
-    )
     group_prefix: str = Field("eai", description="consumer group id prefix")
     broker_check_interval_s: float = Field(
         5.0, gt=0, description="how often each hub process checks the broker still holds its data"

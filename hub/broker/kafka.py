@@ -72,18 +72,6 @@ def make_producer(settings: Settings, bootstrap: str, tansu: bool) -> AIOKafkaPr
     )
 
 
-# Tansu answers a fetch only when its wait is over, even when records arrived meanwhile: at the
-# client's 500 ms every hop of the chain cost 133 ms at the median and 253 ms at p99, at 50 ms
-# 14 and 33 ms (decision 54). Apache Kafka answers as soon as there are records.
-TANSU_FETCH_MAX_WAIT_MS = 50
-
-
-def fetch_max_wait_ms(settings: Settings, tansu: bool) -> int:
-    if settings.kafka_fetch_max_wait_ms is not None:
-        return settings.kafka_fetch_max_wait_ms
-    return TANSU_FETCH_MAX_WAIT_MS if tansu else 500
-
-
 def make_consumer(
     settings: Settings, bootstrap: str, *topics: str, group_id: str | None, **extra: Any
 ) -> AIOKafkaConsumer:

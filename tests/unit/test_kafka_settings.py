@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.broker.kafka import client_kwargs, fetch_max_wait_ms, idempotence
+from hub.broker.kafka import client_kwargs, idempotence
 from hub.settings import Settings
 
 
@@ -31,13 +31,3 @@ def test_idempotence_is_off_only_for_the_embedded_broker() -> None:
     assert idempotence(Settings(), tansu=False) is True
     assert idempotence(Settings(), tansu=True) is False
     assert idempotence(Settings(kafka_idempotence="off"), tansu=False) is False
-
-
-def test_the_embedded_broker_gets_a_short_fetch_wait() -> None:
-    """Tansu holds a fetch for its whole wait even when records arrive meanwhile (decision 54:
-    133 ms per hop at the median at 500 ms, 14 ms at 50); Apache Kafka answers at once, so it
-    keeps the client's default; a configured value wins on both."""
-    assert fetch_max_wait_ms(Settings(), tansu=True) == 50
-    assert fetch_max_wait_ms(Settings(), tansu=False) == 500
-    tuned = Settings(kafka_fetch_max_wait_ms=200)
-    assert fetch_max_wait_ms(tuned, tansu=True) == fetch_max_wait_ms(tuned, tansu=False) == 200
