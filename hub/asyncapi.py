@@ -15,7 +15,12 @@ DESCRIPTIONS = {
     "canonical": "Canonical messages from connectors, keyed by source_system:source_id.",
     "changes": "Accepted changes only (no duplicates, no stale updates), from the records flow.",
     "golden": "Golden-record events: upsert, merge, unmerge, with evidence.",
-    "outbound": "Canonical messages addressed to one target system; its sink delivers them.",
+    "outbound": (
+        "Canonical messages addressed to one target system; its sink delivers them. A hub "
+        "that delivers to that system queues its own flows' messages to it in their batch "
+        "transaction instead (EAI_DELIVERY_DIRECT, the default): this topic then carries "
+        "re-drives, replays and messages of other producers only."
+    ),
     "eai": "Dead letters: original bytes, error in eai.error.* headers.",
 }
 

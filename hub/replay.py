@@ -231,6 +231,9 @@ class FlowTarget:
             run.sessions,
             max_message_bytes=hub.settings.max_message_bytes,
             on_committed=hub.relay.wake if hub.relay is not None else None,
+            # the path the live flow takes to a delivered system: a replayed message and a live
+            # one of the same key reach the delivery queue in the order they are committed
+            route=hub.delivery.route() if hub.delivery is not None else None,
         )
         self.run = run
         self.flow = spec.name

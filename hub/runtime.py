@@ -274,6 +274,7 @@ class Hub:
             load_sync_config(self.settings),
             flows=parking,
             on_committed=self.relay.wake,
+            route=self.delivery.route() if self.delivery is not None else None,
         )
         self._tasks.append(asyncio.create_task(self.unparker.run(), name="unparker"))
 
@@ -296,7 +297,11 @@ class Hub:
         s = self.settings
         assert self.sessions is not None and self.relay is not None
         processor = BatchProcessor(
-            spec, self.sessions, max_message_bytes=s.max_message_bytes, on_committed=self.relay.wake
+            spec,
+            self.sessions,
+            max_message_bytes=s.max_message_bytes,
+            on_committed=self.relay.wake,
+            route=self.delivery.route() if self.delivery is not None else None,
         )
         # After a broker loss the runner subscribes itself, rewinding its first assignment.
         topics = () if self.from_beginning else tuple(spec.topics)

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     delivery_poll_interval_ms: int = Field(
         250, ge=10, description="how often an idle deliverer looks for due retries"
     )
+    delivery_direct: bool = Field(
+        True,
+        description="the hub's flows queue what they send to a delivery target in their own "
+        "transaction; false: it crosses outbound.<system> first, as for any other producer",
+    )
 
     # Approval urges (flows/urge; the policy format is documented in default_policy.yaml).
     urge_policy: Path | None = Field(

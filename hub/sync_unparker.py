@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flows.sync import bom_routing, routing
 from flows.sync.config import SyncConfig
 from flows.sync.routing import Router
-from hub.core.outbox import add_rows
-from hub.core.processor import FlowContext
+from hub.core.processor import DirectRoute, FlowContext
 from hub.store import db
 from hub.store.delivery_models import Xref
 from hub.store.sync_models import Parked
@@ -52,8 +51,12 @@ class Unparker:
         *,
         flows: Sequence[str] = (routing.NAME,),
         on_committed: Any = None,
+        route: DirectRoute | None = None,
     ) -> None:
         self.sessions = sessions
+        # the order flow's path for a key: a released order and the next version the flow
+        # routes must reach the delivery queue the same way, or they could swap places
+        self.route = route
         self.routers = [ROUTERS[name](config) for name in flows]
         self.interval_s = config.parking.check_interval_ms / 1000
         self.on_committed = on_committed
@@ -105,9 +108,9 @@ class Unparker:
         after = 0
         while True:
             async with self.sessions() as s, s.begin():
-                ctx = FlowContext(session=s, flow="sync.unpark")
+                ctx = FlowContext(session=s, flow="sync.unpark", route=self.route)
                 n, last = await router.release(ctx, PAGE, datetime.now(UTC), after)
-                await add_rows(s, ctx.outbox)
+                await ctx.write_out()
             released += n
             if n and self.on_committed is not None:
                 self.on_committed()

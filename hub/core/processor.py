@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +42,24 @@ class Item:
     body: BaseModel | None
 
 
+class DirectRoute(Protocol):
+    """Topics whose only consumer in this hub would write the message to the store again
+    (``outbound.<system>`` of a system this hub delivers to): a message emitted to one of them
+    is written straight to that consumer's table in the emitting transaction, one Kafka hop
+    (outbox row, relay, fetch, decode, ledger) fewer (decision 54)."""
+
+    topics: frozenset[str]
+
+    async def write(self, session: AsyncSession, routed: list[Routed]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Routed:
+    topic: str
+    env: Envelope
+    key: str
+
+
 @dataclass
 class FlowContext:
     """What a handler may touch: the batch's session and the outbox of this batch."""
@@ -49,9 +67,21 @@ class FlowContext:
     session: AsyncSession
     flow: str
     outbox: list[dict[str, object]] = field(default_factory=list)
+    route: DirectRoute | None = None
+    routed: list[Routed] = field(default_factory=list)
 
     def emit(self, topic: str, env: Envelope, key: str | None = None) -> None:
+        if self.route is not None and topic in self.route.topics:
+            self.routed.append(Routed(topic, env, key or env.key))
+            return
         self.outbox.append(envelope_values(topic, env, key))
+
+    async def write_out(self) -> None:
+        """Write what was emitted: the outbox rows, and the routed messages to their tables."""
+        await add_rows(self.session, self.outbox)
+        if self.routed:
+            assert self.route is not None
+            await self.route.write(self.session, self.routed)
 
     def emit_raw(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
@@ -119,11 +149,13 @@ class BatchProcessor:
         *,
         max_message_bytes: int,
         on_committed: Callable[[], None] | None = None,
+        route: DirectRoute | None = None,
     ) -> None:
         self.spec = spec
         self.sessions = sessions
         self.max_message_bytes = max_message_bytes
         self.on_committed = on_committed
+        self.route = route
 
     def _decode(self, rec: InboundRecord) -> _Decoded:
         size = len(rec.value or b"") + len(rec.key or b"")
@@ -217,7 +249,7 @@ class BatchProcessor:
                 continue
             seen.add(mid)
             todo.append(Item(d.rec, env, d.body))
-        ctx = FlowContext(session, flow)
+        ctx = FlowContext(session, flow, route=self.route)
         done: list[str] = []
         if not careful:
             try:
@@ -236,7 +268,7 @@ class BatchProcessor:
             done = [str(i.env.message_id) for i in todo]
         else:
             for item in todo:
-                one = FlowContext(session, flow)
+                one = FlowContext(session, flow, route=self.route)
                 try:
                     async with session.begin_nested():
                         await self.spec.handle(one, [item])
@@ -246,9 +278,10 @@ class BatchProcessor:
                     await self._fail(session, item, exc, stats)
                     continue
                 ctx.outbox.extend(one.outbox)
+                ctx.routed.extend(one.routed)
                 done.append(str(item.env.message_id))
         stats.applied += len(done)
-        await add_rows(session, ctx.outbox)
+        await ctx.write_out()
         if claimed is None:
             await mark_processed(session, flow, done)
         faults.reached("before_store_commit")

@@ -50,6 +50,9 @@ class DeliveryConfig:
     lease_s: float = 30.0
     poll_interval_ms: int = 250
     retry_timeout_s: float | None = None  # when set: the retry budget is time, not attempts
+    # the hub's flows queue their messages to these targets in their own transactions
+    # instead of publishing them to outbound.<system> (decision 54)
+    direct: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -155,6 +155,7 @@ class Deliverer:
                         [p.attempt for p in outcomes],
                         now=datetime.now(UTC),
                         second_copy=self.second_copy,
+                        direct=self.config.direct,
                         overrides=overrides,
                     )
                 if unstarted:
@@ -328,6 +329,7 @@ class Deliverer:
                             [attempt],
                             now=datetime.now(UTC),
                             second_copy=self.second_copy,
+                            direct=self.config.direct,
                             overrides=overrides,
                         )
                     )[job.id]

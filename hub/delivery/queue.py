@@ -38,7 +38,7 @@ from hub.core.dlq import Failure, dead_letter
 from hub.core.errors import PermanentError, TransientError
 from hub.core.inbound import InboundRecord, headers_from_json, headers_to_json
 from hub.core.outbox import add_rows, envelope_values
-from hub.core.processor import Item
+from hub.core.processor import Item, Routed
 from hub.delivery import xref
 from hub.delivery.policy import Decision, Verdict, is_echo
 from hub.store.bulk import insert_rows, table_of, update_by_id
@@ -142,6 +142,24 @@ async def enqueue(session: AsyncSession, system: str, items: Sequence[Item]) -> 
             # runner redo the batch, whose ledger check then skips what the other committed.
             raise TransientError(f"concurrent enqueue for {system}: {exc.orig}") from exc
     return pending
+
+
+# partition and offset of a queued message that never crossed Kafka (``deliveries`` and the
+# dead letters made of it keep where a message came from; this one came from no partition)
+NOT_CONSUMED = -1
+
+
+def routed_item(msg: Routed) -> Item:
+    """The item the delivery flow would have consumed, but for partition and offset."""
+    rec = InboundRecord(
+        msg.topic,
+        NOT_CONSUMED,
+        NOT_CONSUMED,
+        msg.env.to_bytes(),
+        msg.key.encode("utf-8"),
+        tuple(msg.env.headers()),
+    )
+    return Item(rec, msg.env, None)
 
 
 # ----------------------------------------------------------------------------- claim
@@ -304,11 +322,12 @@ async def finish(
     *,
     now: datetime | None = None,
     second_copy: SecondCopy | None = None,
+    direct: bool = False,
 ) -> bool:
     """Record one attempt's outcome. False if the lease was lost to another worker (its
     outcome is the one that counts; ours changed nothing)."""
     answers = await finish_many(
-        session, owner, [(job, result, decision)], now=now, second_copy=second_copy
+        session, owner, [(job, result, decision)], now=now, second_copy=second_copy, direct=direct
     )
     return answers[job.id]
 
@@ -321,6 +340,7 @@ async def finish_many(
     now: datetime | None = None,
     second_copy: SecondCopy | None = None,
     overrides: dict[int, Decision] | None = None,
+    direct: bool = False,
 ) -> dict[int, bool]:
     """Record the outcomes of several attempts with a handful of statements, whatever their
     number: delivered -> status and cross-reference; retry -> next attempt time; dead ->
@@ -334,7 +354,8 @@ async def finish_many(
 
     A create links its key only if nothing linked the key in that system since the claim
     (the sync flow may have learned the system's own copy meanwhile); otherwise the copy just
-    created is linked under a duplicate key and ``second_copy`` says how to quarantine it."""
+    created is linked under a duplicate key and ``second_copy`` says how to quarantine it
+    (``direct``: queued at once, as the sync flow queues that key's other messages)."""
     now = now or datetime.now(UTC)
     ids = [job.id for job, _, _ in attempts]
     q = select(Delivery.id).where(
@@ -430,7 +451,7 @@ async def finish_many(
         updates.append(values)
     await update_by_id(session, Delivery, updates)
     await xref.upsert_many(session, xrefs)
-    await _link_created(session, creates, now, second_copy)
+    await _link_created(session, creates, now, second_copy, direct)
     for job, decision, first in dead:
         await dead_letter(
             session,
@@ -450,6 +471,7 @@ async def _link_created(
     creates: Sequence[tuple[Job, str]],
     now: datetime,
     second_copy: SecondCopy | None,
+    direct: bool = False,
 ) -> None:
     """Link the keys of records the hub created, each unless its key was linked meanwhile:
     one insert-if-absent for the batch and one read-back per system, not two statements per
@@ -478,7 +500,7 @@ async def _link_created(
     for job, local in creates:
         holder = kept.get((job.entity, job.key, job.system), local)
         if holder != local:
-            await _link_second_copy(session, job, local, holder, now, second_copy)
+            await _link_second_copy(session, job, local, holder, now, second_copy, direct)
 
 
 async def _link_second_copy(
@@ -488,6 +510,7 @@ async def _link_second_copy(
     kept: str,
     now: datetime,
     second_copy: SecondCopy | None,
+    direct: bool = False,
 ) -> None:
     dup = xref.duplicate_key(job.key, job.system, local)
     await xref.upsert_many(
@@ -528,7 +551,11 @@ async def _link_second_copy(
         correlation_id=sent.correlation_id or sent.message_id,
         body=body,
     )
-    await add_rows(session, [envelope_values(topics.outbound(job.system), out, key=dup)])
+    topic = topics.outbound(job.system)
+    if direct and len(dup) <= KEY_LEN:
+        await enqueue(session, job.system, [routed_item(Routed(topic, out, dup))])
+    else:
+        await add_rows(session, [envelope_values(topic, out, key=dup)])
 
 
 async def release(session: AsyncSession, ids: Sequence[int], owner: str) -> int:

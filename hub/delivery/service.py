@@ -60,6 +60,13 @@ class DeliveryService:
     def flows(self) -> list[FlowSpec]:
         return [flow.spec(s, on_enqueued=functools.partial(self.wake, s)) for s in self.systems]
 
+    def route(self) -> flow.DirectDelivery | None:
+        """The flows' messages to these systems, queued in their own transactions (decision
+        54); None when ``EAI_DELIVERY_DIRECT`` is off: everything crosses ``outbound.<system>``."""
+        if not self.config.direct or not self.systems:
+            return None
+        return flow.DirectDelivery(self.systems, self.wake)
+
     def wake(self, system: str) -> None:
         d = self.deliverers.get(system)
         if d is not None:

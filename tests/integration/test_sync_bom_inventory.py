@@ -20,13 +20,12 @@ import pytest
 from sqlalchemy import select
 
 from connectors.registry import CONNECTORS
-from contracts import topics
 from contracts.envelope import Entity, Envelope
 from hub.delivery import xref
 from hub.store.sync_models import Parked
 from tests.helpers import wait_until
 from tests.integration.test_delivery import Sim, simulator
-from tests.integration.test_sync_flows import hub_with, records, send, topic_items
+from tests.integration.test_sync_flows import hub_with, queued, records, send
 
 pytestmark = pytest.mark.integration
 
@@ -176,9 +175,7 @@ async def test_pdm_bom_parks_until_erp_knows_its_parts_then_sends_only_changes(
         ]
         stats = await erp.stats()
         assert (stats["created"]["bom"], stats["updated"]["bom"]) == (1, 1)
-        sent = [
-            Envelope.from_bytes(v) for v in await topic_items(broker, topics.outbound("erp"), 1)
-        ]
+        sent = [Envelope.from_bytes(v) for v in await queued(hub, "erp", 1)]
         changes = [e.body for e in sent if e.entity is Entity.bom]
         assert [b["attributes"]["bom.change"] for b in changes] == ["full", "delta"]
         # only the changed, added and removed positions travelled with revision B

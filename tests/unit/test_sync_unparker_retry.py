@@ -15,24 +15,27 @@ from hub.store.sync_models import Parked
 from hub.sync_unparker import Unparker
 
 
+def parked_order(now: datetime) -> Parked:
+    """CRM order SO1, parked until ERP knows customer KH1."""
+    return Parked(
+        flow="sync.orders",
+        target="erp",
+        entity="order",
+        key="crm:SO1",
+        message_id="m1",
+        envelope="{}",
+        waiting_on=["customer:crm:KH1"],
+        reason="",
+        parked_at=now,
+        checked_at=now,
+        checks=0,
+    )
+
+
 async def test_failed_pass_is_retried_at_once(sessions: Any, monkeypatch: Any) -> None:
     now = datetime.now(UTC)
     async with sessions() as s, s.begin():
-        s.add(
-            Parked(
-                flow="sync.orders",
-                target="erp",
-                entity="order",
-                key="crm:SO1",
-                message_id="m1",
-                envelope="{}",
-                waiting_on=["customer:crm:KH1"],
-                reason="",
-                parked_at=now,
-                checked_at=now,
-                checks=0,
-            )
-        )
+        s.add(parked_order(now))
         s.add(Xref(entity="customer", key="G-1", system="erp", local_id="K1", updated_at=now))
     unparker = Unparker(sessions, load_config())
     calls: list[int] = []
