@@ -147,6 +147,25 @@ async def ensure_topics(
         await admin.close()
 
 
+async def stop_joining_consumer(consumer: AIOKafkaConsumer, timeout_s: float) -> None:
+    """Stop a consumer that may still be waiting for its first group assignment.
+
+    aiokafka's ``stop()`` first waits for its coordinator's routine, and that routine may be
+    inside a JoinGroup the broker holds until the group's earlier members are gone: seconds on
+    Apache Kafka's initial rebalance delay, about twice the session timeout on the embedded
+    broker after a restart. A member that has not joined has no generation to leave and no
+    offsets to commit, so after ``timeout_s`` the wait is given up (which cancels that routine)
+    and the parts ``stop()`` had not reached are closed here; their names are aiokafka's
+    (pinned in pyproject.toml; tests/unit/test_runner_stop.py fails if they change)."""
+    try:
+        await asyncio.wait_for(consumer.stop(), timeout_s)
+    except TimeoutError:
+        fetcher = consumer._fetcher
+        if fetcher is not None:
+            await fetcher.close()
+        await consumer._client.close()
+
+
 @dataclass(frozen=True)
 class PartitionInfo:
     topic: str

@@ -7,6 +7,7 @@ in one store transaction and commits offsets once (see bench/ and docs/decisions
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -16,12 +17,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from hub import metrics
+from hub.broker import kafka
 from hub.core import faults
 from hub.core.errors import TransientError
 from hub.core.inbound import InboundRecord
 from hub.core.processor import BatchProcessor, BatchStats
 
 log = logging.getLogger(__name__)
+
+# How long a stop waits for a consumer still joining its group to leave on its own terms
+JOINING_STOP_WAIT_S = 1.0
 
 
 @dataclass
@@ -125,7 +130,8 @@ class FlowRunner:
         self._stopping.set()
 
     async def run(self) -> None:
-        await self.consumer.start()
+        if not await self._start_unless_stopped():
+            return
         if self.rewind_topics:
             self.rewind = RewindNewPartitions(self.consumer, self.name)
             self.consumer.subscribe(list(self.rewind_topics), listener=self.rewind)
@@ -141,6 +147,29 @@ class FlowRunner:
                 await self._handle(batches)
         finally:
             await self.consumer.stop()
+
+    async def _start_unless_stopped(self) -> bool:
+        """Start the consumer; False if told to stop first.
+
+        A consumer subscribed at creation returns from ``start()`` only once the group has
+        assigned it partitions, which can take seconds (a group's first join waits the broker's
+        initial rebalance delay; after a restart the embedded broker waits out the old members'
+        session). A stop arriving meanwhile must not wait for that join: it used to hold every
+        stop made soon after a start for the hub's whole grace period."""
+        starting = asyncio.ensure_future(self.consumer.start())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if starting.done():
+            starting.result()  # a failed start raises here, as it did unwrapped
+            return True
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await kafka.stop_joining_consumer(self.consumer, JOINING_STOP_WAIT_S)
+        return False
 
     async def _commit_rewound(self, rewind: RewindNewPartitions) -> None:
         """Commit the start positions of the partitions just rewound (outside the rebalance

@@ -195,6 +195,34 @@ async def test_a_hub_with_its_api_stops_within_seconds(broker: str, sqlite_url: 
     assert took < STOP_GRACE_S / 2, f"stop took {took:.1f} s"
 
 
+async def test_a_hub_stopped_while_its_flows_join_their_groups_stops_at_once(
+    broker: str, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restarted hub's flows wait for their groups to take them in: on the embedded broker
+    about twice the session timeout after the previous members left (7 s at the tests' 3 s).
+    A stop in that window (SIGTERM right after a restart, a supervisor giving up) waited for
+    the join, up to the whole grace period, and then cancelled the flows."""
+    import time
+
+    async with running_hub(broker, sqlite_url) as first:
+
+        async def joined() -> bool:
+            return all(r.consumer.assignment() for r in first.runners)
+
+        await wait_until(joined, 30, "the first hub's flows in their groups")
+    hub = Hub(
+        Settings(kafka_bootstrap=broker, database_url=sqlite_url, topic_partitions=3),
+        serve_api=False,
+    )
+    await hub.start()
+    assert not any(r.consumer.assignment() for r in hub.runners)  # still joining
+    started = time.monotonic()
+    await hub.stop()
+    took = time.monotonic() - started
+    assert took < 4.0, f"stop took {took:.1f} s"
+    assert "still running" not in caplog.text
+
+
 async def _what_the_hub_of_the_lost_log_left_behind(broker: str, sqlite_url: str) -> Settings:
     """What the previous hub left behind when it noticed the loss too late: offsets committed
     on the new broker from positions in the lost log (past the six records the new log holds),

@@ -79,7 +79,11 @@ async def simulator(system: str, tmp_path: Path) -> AsyncIterator[Sim]:
     assert server.started, f"{system} simulator did not start"
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        # a fresh connection per call: a kept-alive one that the server closes after its idle
+        # timeout, just as the next call goes out, fails with "Server disconnected" (seen after
+        # a long settle in the delivery chaos test)
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, timeout=5, limits=no_keepalive) as client:
             yield Sim(system, url, client)
     finally:
         server.should_exit = True

@@ -55,8 +55,11 @@ def demo_materials_and_stock(
 
 
 async def test_erp_demo_stock_reaches_the_drp_without_refusals(
-    broker: str, store_url: str, tmp_path: Path
+    broker: str, sqlite_url: str, tmp_path: Path
 ) -> None:
+    # One store: what is under test is the simulator's traffic; the inventory flow and the
+    # delivery queue on PostgreSQL are covered by test_sync_bom_inventory (20 s saved).
+    store_url = sqlite_url
     traffic = demo_materials_and_stock(metre_stock=1, sellable_stock=2)
     world = {p.material_no: p for p in fd.world(SEED).parts.values()}
     stock_ids: list[str] = []
