@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from flows.sync import bom_routing, routing
+from flows.sync import bom_routing, inventory_flow, routing
 from flows.sync.config import SyncConfig
 from flows.sync.routing import Router
 from hub.core.processor import DirectRoute, FlowContext
@@ -40,6 +40,7 @@ ROUTERS: dict[str, Callable[[SyncConfig], Router]] = {
     routing.NAME: routing.OrderRouter,
     bom_routing.NAME: bom_routing.BomRouter,
     bom_routing.CODES: bom_routing.CodeWriteback,
+    inventory_flow.NAME: inventory_flow.InventoryRouter,
 }
 
 

@@ -83,6 +83,10 @@ class ErpToDrp(_Strict):
     # of anything else (raw materials in metres, packaging) is not sent; the DRP would refuse
     # each update permanently, one dead letter per stock change that nobody can act on
     only: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # with `only`, stock whose material record has not arrived waits this long for it (parked,
+    # released when it comes); then it is sent, as the rule sends stock of an unknown material.
+    # 0: never wait
+    material_wait_s: float = Field(default=600, ge=0)
 
 
 class InventorySync(_Strict):

@@ -8,11 +8,16 @@
   ERP's own stock, which the hub never writes), with the dealer's ERP customer number when
   the hub knows it. Stock is a snapshot that the next one replaces, so nothing waits for the
   dealer to be known: the dealer code identifies it in any case.
+- ERP stock whose material record the hub has not received, when the DRP's filter reads that
+  record, waits for it up to ``material_wait_s`` (its material master travels on another
+  topic and can come second); after that it is sent, since holding real stock back for a
+  record that may never come would hide it from the dealers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 CUSTOMER_NO = "erp.customer_no"
@@ -34,6 +39,17 @@ def drp_sells(material: Mapping[str, Any] | None, only: Mapping[str, Sequence[st
     if not only or material is None:
         return True
     return all(str(material.get(field)) in accepted for field, accepted in only.items())
+
+
+def waits_for_material(
+    material: Mapping[str, Any] | None,
+    only: Mapping[str, Sequence[str]],
+    wait_s: float,
+    since: datetime,
+    now: datetime,
+) -> bool:
+    """Whether ERP stock that reached the hub at ``since`` waits for its material record."""
+    return bool(only) and material is None and wait_s > 0 and (now - since).total_seconds() < wait_s
 
 
 def to_drp(body: Mapping[str, Any], regions: Mapping[str, str]) -> dict[str, Any]:

@@ -8,12 +8,15 @@ runtime updates the record it created before.
 
 Which ERP stock the DRP gets depends on the ERP's material record (``inventory.drp_sells``):
 the materials of a batch are read in one statement from ``source_records``, where the records
-flow keeps the newest version each system sent.
+flow keeps the newest version each system sent. Stock whose material record has not arrived is
+parked for the DRP (``routing.park``, per key behind any parked earlier version) until it does
+or ``material_wait_s`` has passed; the unparker releases it through ``release``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -22,12 +25,14 @@ from contracts import topics
 from contracts.envelope import Entity, Envelope
 from flows.sync import inventory
 from flows.sync.config import SyncConfig
+from flows.sync.routing import park, parked_ahead, release_parked
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.delivery import xref
 from hub.store.models import SourceRecord
 
 NAME = "sync.inventory"
 ERP, DRP = "erp", "drp"
+INVENTORY = Entity.inventory.value
 
 
 class InventoryRouter:
@@ -39,6 +44,9 @@ class InventoryRouter:
     ) -> dict[str, Mapping[str, Any]]:
         """The ERP's material records of the batch's ERP stock, when a filter needs them."""
         codes = {str(i.env.body["material"]) for i in items if i.env.source_system == ERP}
+        return await self._materials(ctx, codes)
+
+    async def _materials(self, ctx: FlowContext, codes: set[str]) -> dict[str, Mapping[str, Any]]:
         if not codes or not self.conf.erp_to_drp.only:
             return {}
         rows = await ctx.session.execute(
@@ -51,15 +59,23 @@ class InventoryRouter:
         return {sid: payload for sid, payload in rows.tuples()}
 
     async def arrive(
-        self, ctx: FlowContext, env: Envelope, materials: Mapping[str, Mapping[str, Any]]
+        self,
+        ctx: FlowContext,
+        env: Envelope,
+        materials: Mapping[str, Mapping[str, Any]],
+        now: datetime,
     ) -> None:
         key = f"{env.source_system}:{env.source_id}"
         if env.source_system == ERP:
-            material = materials.get(str(env.body["material"]))
-            if not inventory.drp_sells(material, self.conf.erp_to_drp.only):
+            # nothing is parked unless stock may wait, so the look-up is skipped otherwise
+            if self._may_wait() and await parked_ahead(ctx, DRP, INVENTORY, key):
+                waiting = [f"{INVENTORY}:{key} (an earlier version is parked)"]
+                await park(ctx, NAME, DRP, INVENTORY, key, env, waiting, now)
                 return
-            body = inventory.to_drp(env.body, self.conf.erp_to_drp.regions)
-            ctx.emit(topics.outbound(DRP), env.caused(body=body), key=key)
+            material = materials.get(str(env.body["material"]))
+            missing = self._to_drp(ctx, env, key, material, now)
+            if missing:
+                await park(ctx, NAME, DRP, INVENTORY, key, env, missing, now)
         elif env.source_system == DRP and self.conf.drp_to_erp:
             dealer = inventory.dealer_of(str(env.body["location"]))
             kunnr = None
@@ -69,13 +85,46 @@ class InventoryRouter:
             body = inventory.to_erp(env.body, kunnr)
             ctx.emit(topics.outbound(ERP), env.caused(body=body), key=key)
 
+    def _may_wait(self) -> bool:
+        c = self.conf.erp_to_drp
+        return bool(c.only) and c.material_wait_s > 0
+
+    def _to_drp(
+        self,
+        ctx: FlowContext,
+        env: Envelope,
+        key: str,
+        material: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> list[str]:
+        """Send ERP stock the DRP sells; [] when decided, else what it waits for."""
+        c = self.conf.erp_to_drp
+        if inventory.waits_for_material(material, c.only, c.material_wait_s, env.occurred_at, now):
+            return [f"{Entity.material.value}:{ERP}:{env.body['material']}"]
+        if inventory.drp_sells(material, c.only):
+            body = inventory.to_drp(env.body, c.regions)
+            ctx.emit(topics.outbound(DRP), env.caused(body=body), key=key)
+        return []
+
+    async def route(self, ctx: FlowContext, env: Envelope, key: str, now: datetime) -> list[str]:
+        """A parked stock message again: sent, filtered out, or still waiting."""
+        code = str(env.body["material"])
+        materials = await self._materials(ctx, {code})
+        return self._to_drp(ctx, env, key, materials.get(code), now)
+
+    async def release(
+        self, ctx: FlowContext, limit: int, now: datetime, after_id: int = 0
+    ) -> tuple[int, int]:
+        return await release_parked(ctx, DRP, INVENTORY, self.route, limit, now, after_id)
+
 
 def spec(config: SyncConfig) -> FlowSpec:
     router = InventoryRouter(config)
 
     async def handle(ctx: FlowContext, items: list[Item]) -> None:
+        now = datetime.now(UTC)
         materials = await router.erp_materials(ctx, items)
         for item in items:
-            await router.arrive(ctx, item.env, materials)
+            await router.arrive(ctx, item.env, materials, now)
 
     return FlowSpec(name=NAME, topics=[topics.changes(Entity.inventory)], handle=handle)

@@ -226,6 +226,16 @@ async def test_stock_goes_both_ways_and_a_replenishment_becomes_an_erp_order(
         }
         await send(broker, ERP.to_envelope("stock", mard, source_version=1))
 
+        async def stock_parked() -> bool:
+            async with hub.sessions() as s:  # type: ignore[misc]
+                waiting = list(await s.scalars(select(Parked.waiting_on)))
+            return waiting == [["material:erp:4000000001"]]
+
+        # Its material master comes second (another topic): the DRP's filter needs it, so the
+        # stock waits for it, parked, and goes when it comes.
+        await wait_until(stock_parked, 40, "the stock parked for its material record")
+        await send(broker, ERP.to_envelope("material", SHAVER, source_version=1))
+
         async def factory_stock() -> list[dict[str, Any]]:
             return await records(drp, "/api/factory-stock")
 
@@ -238,12 +248,8 @@ async def test_stock_goes_both_ways_and_a_replenishment_becomes_an_erp_order(
         assert (fs["wh_code"], fs["sku"], fs["region"]) == ("2000/2001", "4000000001", "HD")
         assert (fs["on_hand_qty"], fs["reserved_qty"], fs["transit_qty"]) == ("1250", "300", "40")
 
-        # The dealer and the ERP's material first: the replenishment needs both in the ERP.
-        await send(
-            broker,
-            DRP.to_envelope("distributor", DEALER, source_version=1),
-            ERP.to_envelope("material", SHAVER, source_version=1),
-        )
+        # The dealer first: the replenishment needs it (and the material) in the ERP.
+        await send(broker, DRP.to_envelope("distributor", DEALER, source_version=1))
 
         async def kunnr() -> str | None:
             async with hub.sessions() as s:  # type: ignore[misc]
