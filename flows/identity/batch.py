@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import gc
 import json
+import marshal
 import multiprocessing
 import os
-import pickle
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -23,7 +23,7 @@ from typing import Any
 from flows.identity.blocking import blocking_keys
 from flows.identity.config import IdentityConfig
 from flows.identity.fit_pool import fit_offload
-from flows.identity.profile import ENTITIES, Profile, build_profile
+from flows.identity.profile import ENTITIES, Profile, build_profile, profile_values
 from flows.identity.resolver import Decision, Resolver
 from flows.identity.scoring import Model
 from flows.identity.training import FitReport, fit
@@ -154,16 +154,27 @@ def run_batch_file(
         raise ValueError(f"unknown entity {entity!r}; expected one of {ENTITIES}")
     config = config or IdentityConfig()
     with gc_paused():
-        with path.open(encoding="utf-8-sig") as fh:
-            # read() translates newlines as line iteration does; split on "\n" alone, as it
-            # does (str.splitlines would also split on U+2028 and others inside a JSON string)
-            lines = fh.read().split("\n")
+        lines = _file_lines(path)
         total = sum(1 for line in lines if line.strip())
         tick = _ticker(progress, total)
         ids, profiles, keys = _normalize(
             entity, _Lines(lines), config, lambda n: tick("normalize", n), workers
         )
         return _cluster(entity, ids, profiles, keys, config, model, explain, tick, workers)
+
+
+def _file_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file as `read_rows` iterates them: a byte order mark dropped, "\r\n"
+    and a lone "\r" ending a line as "\n" does, split on "\n" alone (str.splitlines would also
+    split on U+2028 and others inside a JSON string).
+
+    One decode and, only if the text has a "\r", one translation: a third of the time of the
+    text layer's read() (0.09 against 0.27 s for 100,000 customers, before the workers fork).
+    """
+    text = path.read_bytes().decode("utf-8-sig")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 def _ticker(progress: Progress | None, total: int) -> Callable[[str, int], None]:
@@ -318,18 +329,24 @@ def _spool_dir() -> str | None:
 
 def _normalize_slice(token: int, start: int, end: int, spool: str) -> str:
     entity, default_country, items = _FORKED_INPUTS[token]
-    prepared = _normalize_chunk(entity, default_country, items, start, end)
-    fd, path = tempfile.mkstemp(suffix=".pickle", dir=spool)
+    ids, profiles, keys = _normalize_chunk(entity, default_country, items, start, end)
+    # Flat tuples through marshal, not Profile objects through pickle (decision 59): pickle
+    # runs the dataclass's Python __getstate__/__setstate__ per profile; this takes about half
+    # the time to write and two thirds to read back. Version 4 shares an object met twice, as
+    # pickle's memo does. A key set travels as its elements in iteration order and is rebuilt
+    # from them, as pickle rebuilt a frozenset: the same sets, built the same way.
+    data = marshal.dumps((ids, list(map(profile_values, profiles)), list(map(tuple, keys))), 4)
+    fd, path = tempfile.mkstemp(suffix=".marshal", dir=spool)
     with os.fdopen(fd, "wb") as fh:
-        pickle.dump(prepared, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        fh.write(data)
     return path
 
 
 def _load_normalized(path: str) -> Normalized:
     with open(path, "rb") as fh:
-        prepared: Normalized = pickle.load(fh)
+        ids, values, keys = marshal.loads(fh.read())
     os.unlink(path)
-    return prepared
+    return ids, [Profile(*v) for v in values], list(map(frozenset, keys))
 
 
 def _normalize_chunk(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any
 
 from flows.identity.normalize import (
@@ -108,6 +109,16 @@ class Profile:
 
 
 _PAIR_FIELDS = ("strong_ids", "weak_ids", "system_codes")
+
+# every field in declaration order, `issues` included, so that `Profile(*values)` rebuilds it
+_FIELD_VALUES = attrgetter(*(f.name for f in fields(Profile)))
+
+
+def profile_values(profile: Profile) -> tuple[Any, ...]:
+    """The profile's fields as a flat tuple: `Profile(*profile_values(p))` equals `p`, issues
+    included. Strings, None and tuples only, so `marshal` can carry it (batch.py's workers)."""
+    values: tuple[Any, ...] = _FIELD_VALUES(profile)
+    return values
 
 
 def _uniq(values: Iterable[str]) -> tuple[str, ...]:

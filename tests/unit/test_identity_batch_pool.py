@@ -111,12 +111,13 @@ def test_fit_with_forked_workers_fits_the_same_model_to_the_last_bit(
 
 
 def _lines(raw: list[dict[str, object]]) -> str:
-    # a byte order mark, CRLF line ends, blank lines and a U+2028 inside a JSON string: what
-    # reading the file line by line copes with, the batch's own reading must too
+    # a byte order mark, CRLF and lone CR line ends, blank lines and a U+2028 inside a JSON
+    # string: what reading the file line by line copes with, the batch's own reading must too
     raw = [dict(r) for r in raw]
     raw[3] = {**raw[3], "note": "a\u2028b"}
     text = "".join(
-        json.dumps(r, ensure_ascii=False) + ("\r\n" if i % 7 else "\n\n") for i, r in enumerate(raw)
+        json.dumps(r, ensure_ascii=False) + ("\n\n" if i % 7 == 0 else "\r" if i % 3 else "\r\n")
+        for i, r in enumerate(raw)
     )
     return "\ufeff" + text
 
