@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(
         16, ge=1, description="calls in flight per target system, each for a different key"
     )
+    delivery_claim_ahead: int = Field(
+        128,
+        ge=0,
+        description="rows a deliverer claims beyond its calls in flight, each started as soon "
+        "as a call returns, so the calls go on while it waits for the store",
+    )
     delivery_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one delivery call")
     delivery_lease_s: float = Field(
         30.0, gt=0, description="lease of a claimed delivery; must exceed the timeout"
