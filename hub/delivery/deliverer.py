@@ -65,7 +65,7 @@ class Deliverer:
     Recording and claiming in separate transactions cost two per call at best (the queue
     moved ~55 calls/s on PostgreSQL and less on SQLite, where every transaction queues for
     the one write lock); together they are one per round, and a round takes every outcome
-    that arrived while the previous round was in the store."""
+    that arrived before its transaction began, including while it queued for the store."""
 
     def __init__(
         self,
@@ -90,10 +90,12 @@ class Deliverer:
         # claimed rows whose outcome is not recorded yet: ready, in a call, or waiting to be
         # recorded (a task whose outcome was recorded may still be finishing)
         self._busy: set[int] = set()
-        # Claim-ahead: rows claimed for the slots that will free next, each started the moment
-        # a call returns, so the calls go on while a round is in the store (with the rounds
-        # only, every slot that freed waited for a round, which on SQLite queues behind the
-        # flows for the write lock). Each with the monotonic time it must start by.
+        # Claim-ahead: up to `claim_ahead` rows claimed for the slots that will free next, each
+        # started the moment a call returns, so the calls go on while a round is in the store
+        # (with the rounds only, every slot that freed waited for a round, which on SQLite
+        # queues behind the flows' batches for the write lock; with one row per slot the
+        # calls still stopped for most of each wait: decision 60). Each with the monotonic
+        # time it must start by.
         self._ready: deque[tuple[queue.Job, float]] = deque()
         self._calling = 0  # calls started whose outcome has not come back
         # ready rows given up unstarted (stopping, or too little lease left for a call)
