@@ -18,7 +18,7 @@ from hub.broker.embedded import EmbeddedBroker
 from hub.broker.outage import BrokerOutageLog
 from hub.core.inbound import InboundRecord
 from hub.core.processor import BatchProcessor, FlowSpec
-from hub.core.relay import OutboxRelay
+from hub.core.relay import OutboxRelay, handoff_enabled
 from hub.core.runner import FlowRunner
 from hub.delivery import DeliveryService
 from hub.heap import freeze_startup_heap, thaw_heap
@@ -161,7 +161,7 @@ class Hub:
                 for r in runners:
                     r.offer(records)
 
-            if s.relay_handoff:
+            if handoff_enabled(s.relay_handoff, self.broker_info.is_tansu):
                 # decision 60: a flow need not wait for its next fetch (Tansu holds each for
                 # its whole fetch_max_wait_ms) to see what this process just published
                 self.relay.on_published = offer

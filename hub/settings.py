@@ -90,10 +90,12 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(1000, ge=1, description="outbox rows published per relay round")
     relay_interval_ms: int = Field(200, ge=10, description="outbox relay polling interval")
     relay_lease_s: float = Field(30.0, description="outbox row lease for one relay")
-    relay_handoff: bool = Field(
-        True,
+    relay_handoff: bool | None = Field(
+        None,
         description="the relay hands what it published to this process's flows, which take it "
-        "when it is the next record of a partition they hold instead of waiting for a fetch",
+        "when it is the next record of a partition they hold instead of waiting for a fetch; "
+        "unset: on with the embedded broker, whose fetches wait their whole max wait, off "
+        "with Apache Kafka, which answers a fetch as soon as records arrive",
     )
     retry_backoff_initial_ms: int = Field(200, description="first retry delay after a store error")
     retry_backoff_max_ms: int = Field(10_000, description="longest retry delay")

@@ -34,6 +34,14 @@ _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 _CLAIMED = (_OUTBOX.c.id, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.value, _OUTBOX.c.headers)
 
 
+def handoff_enabled(setting: bool | None, embedded_broker: bool) -> bool:
+    """``EAI_RELAY_HANDOFF``; unset: on with the embedded broker (Tansu answers a fetch only
+    when its max wait is over, ~130 ms per hop at the median), off with Apache Kafka, which
+    answers as soon as records arrive, so that a hand-off would mostly add smaller batches
+    (decision 60: on PostgreSQL under load they cost more than the wait they saved)."""
+    return embedded_broker if setting is None else setting
+
+
 class OutboxRelay:
     def __init__(
         self,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.core.inbound import InboundRecord
 from hub.core.processor import BatchStats
-from hub.core.relay import OutboxRelay
+from hub.core.relay import OutboxRelay, handoff_enabled
 from hub.core.runner import FlowRunner
 from hub.store.models import OutboxRow
 
@@ -188,3 +188,10 @@ async def test_a_commit_during_a_relay_round_is_published_without_waiting_for_th
     finally:
         relay.stop()
         await running
+
+
+def test_the_hand_off_is_on_by_default_with_the_embedded_broker_only() -> None:
+    assert handoff_enabled(None, embedded_broker=True)
+    assert not handoff_enabled(None, embedded_broker=False)
+    assert handoff_enabled(True, embedded_broker=False)
+    assert not handoff_enabled(False, embedded_broker=True)
