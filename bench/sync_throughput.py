@@ -168,7 +168,7 @@ class Probe:
                 f"    {r.name:<16} consumed {m.consumed:>6} in {m.batches:>4} batches "
                 f"(mean {m.consumed / max(m.batches, 1):5.1f}), busy {m.busy_s:6.1f} s "
                 f"({1000 * m.busy_s / m.consumed:5.2f} ms/msg), last at "
-                f"{self.last_change.get(r.name, 0):6.1f} s"
+                f"{self.last_change.get(r.name, 0):6.1f} s, {m.handed} from the relay"
             )
         if self.hub.delivery is not None:
             for system, d in self.hub.delivery.deliverers.items():

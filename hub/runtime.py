@@ -16,8 +16,9 @@ from contracts import topics
 from hub.broker import kafka
 from hub.broker.embedded import EmbeddedBroker
 from hub.broker.outage import BrokerOutageLog
+from hub.core.inbound import InboundRecord
 from hub.core.processor import BatchProcessor, FlowSpec
-from hub.core.relay import OutboxRelay
+from hub.core.relay import OutboxRelay, handoff_enabled
 from hub.core.runner import FlowRunner
 from hub.delivery import DeliveryService
 from hub.heap import freeze_startup_heap, thaw_heap
@@ -154,6 +155,16 @@ class Hub:
                 self.runners.append(self._runner(spec))
             for r in self.runners:
                 self._tasks.append(asyncio.create_task(r.run(), name=f"flow-{r.name}"))
+            runners = list(self.runners)
+
+            def offer(records: list[InboundRecord]) -> None:
+                for r in runners:
+                    r.offer(records)
+
+            if handoff_enabled(s.relay_handoff, self.broker_info.is_tansu):
+                # decision 60: a flow need not wait for its next fetch (Tansu holds each for
+                # its whole fetch_max_wait_ms) to see what this process just published
+                self.relay.on_published = offer
             self._tasks.extend(self.delivery.start(self.sessions))
             if self.from_beginning:
                 # Not in self._tasks: it ends once the loss is recovered, which is no reason

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(1000, ge=1, description="outbox rows published per relay round")
     relay_interval_ms: int = Field(200, ge=10, description="outbox relay polling interval")
     relay_lease_s: float = Field(30.0, description="outbox row lease for one relay")
+    relay_handoff: bool | None = Field(
+        None,
+        description="the relay hands what it published to this process's flows, which take it "
+        "when it is the next record of a partition they hold instead of waiting for a fetch; "
+        "unset: on with the embedded broker, whose fetches wait their whole max wait, off "
+        "with Apache Kafka, which answers a fetch as soon as records arrive",
+    )
     retry_backoff_initial_ms: int = Field(200, description="first retry delay after a store error")
     retry_backoff_max_ms: int = Field(10_000, description="longest retry delay")
 
@@ -139,6 +146,12 @@ class Settings(BaseSettings):
     )
     delivery_concurrency: int = Field(
         16, ge=1, description="calls in flight per target system, each for a different key"
+    )
+    delivery_claim_ahead: int = Field(
+        128,
+        ge=0,
+        description="rows a deliverer claims beyond its calls in flight, each started as soon "
+        "as a call returns, so the calls go on while it waits for the store",
     )
     delivery_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one delivery call")
     delivery_lease_s: float = Field(

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from hub import metrics
 from hub.broker import kafka
@@ -28,6 +28,21 @@ log = logging.getLogger(__name__)
 # How long a stop waits for a consumer still joining its group to leave on its own terms
 JOINING_STOP_WAIT_S = 1.0
 
+# records offered per partition and not taken yet; beyond it the fetch brings them
+OFFER_LIMIT = 10_000
+
+
+def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The consumer's next offset of ``tp`` if it knows it (aiokafka's ``position`` waits for
+    an offset reset instead; a hand-off never waits)."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+    except AttributeError:
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
 
 @dataclass
 class FlowMetrics:
@@ -38,6 +53,7 @@ class FlowMetrics:
     retries: int = 0
     batches: int = 0
     busy_s: float = 0.0  # time spent applying batches (store transaction included)
+    handed: int = 0  # records taken from this process's relay rather than a fetch
     last_error: str | None = None
     last_error_at: float | None = None
     last_batch_at: float | None = None
@@ -121,6 +137,11 @@ class FlowRunner:
         self._stopping = asyncio.Event()
         self.rewind_topics = rewind_topics
         self.rewind: RewindNewPartitions | None = None
+        # records the outbox relay of this process just published to this flow's topics
+        # (decision 60): taken when they are exactly the next ones of a partition held here
+        self._offered: dict[TopicPartition, list[InboundRecord]] = {}
+        self._topics = frozenset(processor.spec.topics)
+        self._offer = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -128,6 +149,67 @@ class FlowRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._offer.set()
+
+    def offer(self, records: list[InboundRecord]) -> None:
+        """Records just published to the broker (with their offsets): a hint that this
+        flow need not wait for its next fetch. Taken only from the consumer's position on, in
+        unbroken offset order; anything else is dropped here and consumed as usual."""
+        took = False
+        for r in records:
+            if r.topic in self._topics:
+                queued = self._offered.setdefault(TopicPartition(r.topic, r.partition), [])
+                if len(queued) < OFFER_LIMIT:
+                    queued.append(r)
+                    took = True
+        if took:
+            self._offer.set()
+
+    def _take_offered(self) -> dict[TopicPartition, list[InboundRecord]]:
+        offered, self._offered = self._offered, {}
+        self._offer.clear()
+        held = self.consumer.assignment()
+        out: dict[TopicPartition, list[InboundRecord]] = {}
+        room = self.batch_size
+        for tp, records in sorted(offered.items()):
+            at = _position(self.consumer, tp) if tp in held else None
+            if at is None:
+                continue
+            run: list[InboundRecord] = []
+            for r in sorted(records, key=lambda r: r.offset):
+                if r.offset < at:
+                    continue  # consumed already
+                if r.offset != at or len(run) >= room:
+                    break  # a gap (another producer's record): the fetch brings the rest
+                run.append(r)
+                at += 1
+            if run:
+                out[tp] = run
+                room -= len(run)
+            if room <= 0:
+                break
+        return out
+
+    async def _poll(self) -> dict[TopicPartition, list]:  # type: ignore[type-arg]
+        """``getmany``, cut short when the relay offers records."""
+        fetch = asyncio.ensure_future(
+            self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.batch_size)
+        )
+        offered = asyncio.ensure_future(self._offer.wait())
+        try:
+            await asyncio.wait({fetch, offered}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            offered.cancel()
+            if not fetch.done():
+                fetch.cancel()  # its records stay in the fetcher's buffer for the next getmany
+        try:
+            batches: dict[TopicPartition, list] = await fetch  # type: ignore[type-arg]
+            return batches
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this runner is being cancelled, not only its fetch
+            return {}
 
     async def run(self) -> None:
         if not await self._start_unless_stopped():
@@ -139,9 +221,13 @@ class FlowRunner:
             while not self._stopping.is_set():
                 if self.rewind is not None and self.rewind.to_commit:
                     await self._commit_rewound(self.rewind)
-                batches = await self.consumer.getmany(
-                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_size
-                )
+                if self._offered:
+                    taken = self._take_offered()
+                    if taken:
+                        self.metrics.handed += sum(len(rs) for rs in taken.values())
+                        await self._handle_records(taken, offered=True)
+                        continue
+                batches = await self._poll()
                 if not batches:
                     continue
                 await self._handle(batches)
@@ -187,7 +273,14 @@ class FlowRunner:
         rewind.to_commit -= pending
 
     async def _handle(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        records = [InboundRecord.from_kafka(r) for tp in sorted(batches) for r in batches[tp]]
+        await self._handle_records(
+            {tp: [InboundRecord.from_kafka(r) for r in rs] for tp, rs in batches.items()}
+        )
+
+    async def _handle_records(
+        self, batches: dict[TopicPartition, list[InboundRecord]], *, offered: bool = False
+    ) -> None:
+        records = [r for tp in sorted(batches) for r in batches[tp]]
         delay = self.backoff_initial
         while True:
             try:
@@ -216,4 +309,9 @@ class FlowRunner:
             return
         for tp, off in offsets.items():
             self.metrics.positions[(tp.topic, tp.partition)] = off
+            if offered:
+                # past what was taken from the relay: the fetch already under way for the
+                # old position is discarded by aiokafka, its records are these
+                with contextlib.suppress(IllegalStateError):
+                    self.consumer.seek(tp, off)
         faults.reached("after_offset_commit")

@@ -46,6 +46,10 @@ class DeliveryConfig:
     backoff_initial_ms: int = 500
     backoff_max_ms: int = 60_000
     concurrency: int = 16
+    # rows claimed beyond the calls in flight, started the moment a call returns: a round
+    # that queues behind the flows' batches for the store's write lock leaves the calls
+    # going for that long (decision 60)
+    claim_ahead: int = 128
     timeout_s: float = 10.0
     lease_s: float = 30.0
     poll_interval_ms: int = 250
@@ -61,6 +65,8 @@ class DeliveryConfig:
             raise ValueError("delivery_retry_timeout_s must be positive (unset: attempts only)")
         if self.concurrency < 1:
             raise ValueError("delivery_concurrency must be at least 1")
+        if self.claim_ahead < 0:
+            raise ValueError("delivery_claim_ahead must be at least 0")
         if not 0 < self.backoff_initial_ms <= self.backoff_max_ms:
             raise ValueError("need 0 < delivery_backoff_initial_ms <= delivery_backoff_max_ms")
         if self.lease_s <= self.timeout_s + 1:

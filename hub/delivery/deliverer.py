@@ -65,7 +65,7 @@ class Deliverer:
     Recording and claiming in separate transactions cost two per call at best (the queue
     moved ~55 calls/s on PostgreSQL and less on SQLite, where every transaction queues for
     the one write lock); together they are one per round, and a round takes every outcome
-    that arrived while the previous round was in the store."""
+    that arrived before its transaction began, including while it queued for the store."""
 
     def __init__(
         self,
@@ -90,10 +90,12 @@ class Deliverer:
         # claimed rows whose outcome is not recorded yet: ready, in a call, or waiting to be
         # recorded (a task whose outcome was recorded may still be finishing)
         self._busy: set[int] = set()
-        # Claim-ahead: rows claimed for the slots that will free next, each started the moment
-        # a call returns, so the calls go on while a round is in the store (with the rounds
-        # only, every slot that freed waited for a round, which on SQLite queues behind the
-        # flows for the write lock). Each with the monotonic time it must start by.
+        # Claim-ahead: up to `claim_ahead` rows claimed for the slots that will free next, each
+        # started the moment a call returns, so the calls go on while a round is in the store
+        # (with the rounds only, every slot that freed waited for a round, which on SQLite
+        # queues behind the flows' batches for the write lock; with one row per slot the
+        # calls still stopped for most of each wait: decision 60). Each with the monotonic
+        # time it must start by.
         self._ready: deque[tuple[queue.Job, float]] = deque()
         self._calling = 0  # calls started whose outcome has not come back
         # ready rows given up unstarted (stopping, or too little lease left for a call)
@@ -116,11 +118,7 @@ class Deliverer:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                outcomes = self._take_outcomes()
-                # a row is no longer held once its outcome is recorded, in this very round;
-                # up to one row ready per slot besides the calls in flight
-                free = 2 * self.config.concurrency - len(self._busy) + len(outcomes)
-                claimed = await self._round(outcomes, free)
+                claimed, free = await self._round(claim=True)
                 if (claimed and claimed == free) or self._outcomes:
                     continue  # more may be due, or outcomes came back meanwhile
                 if time.monotonic() - self._gauges_at > GAUGE_REFRESH_S:
@@ -134,18 +132,35 @@ class Deliverer:
         batch, self._outcomes = self._outcomes[:RECORD_BATCH], self._outcomes[RECORD_BATCH:]
         return batch
 
-    async def _round(self, outcomes: list[_Pending], free: int) -> int:
-        """Record ``outcomes`` and claim up to ``free`` rows in one transaction; start the
-        calls. If it fails, the outcomes are recorded row by row (one bad row cannot hold
-        the others) and nothing is claimed this round."""
-        unstarted, self._unstarted = self._unstarted, []
-        if not outcomes and free <= 0 and not unstarted:
-            return 0
-        recorded = {p.attempt[0].id for p in outcomes}
-        busy = sorted(self._busy - recorded)
+    def _free(self, recording: int) -> int:
+        """Rows to claim: slots for the calls plus the claim-ahead, less the rows still held
+        (a row is no longer held once its outcome is recorded, in this very round)."""
+        return self.config.concurrency + self.config.claim_ahead - len(self._busy) + recording
+
+    async def _round(self, *, claim: bool) -> tuple[int, int]:
+        """Record the outcomes waiting and claim rows for the slots they free, in one
+        transaction; start the calls. Returns (rows claimed, rows wanted).
+
+        The outcomes are taken once the transaction has begun, not before: on SQLite a round
+        first queues for the write lock behind the flows' batches (hundreds of ms under
+        load), and every call that returns meanwhile is recorded in this round instead of
+        waiting for the next one, which would queue again (decision 60). If recording fails,
+        the outcomes are recorded row by row (one bad row cannot hold the others) and
+        nothing is claimed this round."""
+        if not self._outcomes and not self._unstarted and (not claim or self._free(0) <= 0):
+            return 0, 0
+        outcomes: list[_Pending] = []
+        unstarted: list[int] = []
+        free = 0
         jobs: list[queue.Job] = []
         try:
             async with self.sessions() as s, s.begin():
+                await s.connection()  # BEGIN: on SQLite, the write lock is ours from here
+                outcomes = self._take_outcomes()
+                unstarted, self._unstarted = self._unstarted, []
+                recorded = {p.attempt[0].id for p in outcomes}
+                free = self._free(len(outcomes)) if claim else 0
+                busy = sorted(self._busy - recorded)
                 answers: dict[int, bool] = {}
                 overrides: dict[int, Decision] = {}
                 if outcomes:
@@ -176,13 +191,13 @@ class Deliverer:
                 log.info("deliver.%s: batch record failed (%s); row by row", self.system, exc)
                 for p in outcomes:
                     p.resolve(await self._record_one(p))
-                self._busy -= recorded
-                return 0
+                self._busy -= {p.attempt[0].id for p in outcomes}
+                return 0, free
             self.counters.store_errors += 1
             self.counters.error(f"claim failed: {type(exc).__name__}: {exc}")
             log.warning("deliver.%s: claim failed: %s", self.system, exc)
             await asyncio.sleep(min(5.0, self.config.poll_interval_ms / 1000 * 4))
-            return 0
+            return 0, free
         for p in outcomes:
             p.override(overrides)
             p.resolve(answers[p.attempt[0].id])
@@ -195,7 +210,7 @@ class Deliverer:
             self._busy.add(job.id)
             self._ready.append((job, start_by))
         self._fill()
-        return len(jobs)
+        return len(jobs), free
 
     def _fill(self) -> None:
         """Start ready rows while a slot is free."""
@@ -357,13 +372,12 @@ class Deliverer:
         self._ready.clear()
         if self._unstarted:
             with contextlib.suppress(Exception):
-                await self._round([], 0)
+                await self._round(claim=False)
         ids = list(self._inflight)
         deadline = time.monotonic() + min(self.config.timeout_s, 5.0)
         while self._inflight and time.monotonic() < deadline:
-            outcomes = self._take_outcomes()
-            if outcomes:
-                await self._round(outcomes, 0)
+            if self._outcomes:
+                await self._round(claim=False)
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -373,9 +387,8 @@ class Deliverer:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         while self._outcomes:
-            outcomes = self._take_outcomes()
             try:
-                await asyncio.wait_for(self._round(outcomes, 0), 10)
+                await asyncio.wait_for(self._round(claim=False), 10)
             except (TimeoutError, Exception) as exc:
                 log.warning("deliver.%s: outcomes not recorded at stop: %r", self.system, exc)
                 break

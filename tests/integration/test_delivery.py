@@ -391,7 +391,11 @@ async def test_two_workers_share_one_queue_without_sending_anything_twice(
             items.append(Item(rec, env, None))
     async with sessions() as s, s.begin():
         await queue.enqueue(s, "crm", items)
-    cfg = DeliveryConfig(concurrency=4, timeout_s=3.0, lease_s=10.0, poll_interval_ms=20)
+    # claim-ahead as deep as the calls (the default, 128, lets the first worker's round
+    # claim all ten keys of so small a queue, and the second would have nothing to do)
+    cfg = DeliveryConfig(
+        concurrency=4, claim_ahead=4, timeout_s=3.0, lease_s=10.0, poll_interval_ms=20
+    )
     async with simulator("crm", tmp_path) as crm:
         workers = [
             Deliverer("crm", Sink(CONNECTORS["crm"], crm.url), sessions, cfg) for _ in range(2)

@@ -142,7 +142,9 @@ async def test_rows_claimed_ahead_go_back_unattempted_when_the_deliverer_stops(
     sessions: Sessions,
 ) -> None:
     await enqueue(sessions, *[item(f"G-{k}", name=f"G-{k}") for k in range(6)], system="crm")
-    config = DeliveryConfig(concurrency=2, timeout_s=0.3, lease_s=30, poll_interval_ms=50)
+    config = DeliveryConfig(
+        concurrency=2, claim_ahead=2, timeout_s=0.3, lease_s=30, poll_interval_ms=50
+    )
     target = GatedTarget()
     deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
     running = asyncio.create_task(deliverer.run())
@@ -250,3 +252,85 @@ async def test_a_409_naming_another_records_id_is_a_dead_letter_not_a_delivery(
     assert status == {"G-1": DELIVERED, "G-2": "dead"}
     assert [d.error_class for d in dead] == ["DeliveryConflict"]
     assert "cross-reference of 'G-1'" in dead[0].reason and "G-2" in dead[0].reason
+
+
+async def test_claims_ahead_as_many_rows_as_configured_beyond_the_calls_in_flight(
+    sessions: Sessions,
+) -> None:
+    # decision 60: the ready rows keep the calls going while a round waits for the store
+    await enqueue(sessions, *[item(f"G-{k}", name=f"G-{k}") for k in range(12)], system="crm")
+    config = DeliveryConfig(concurrency=2, claim_ahead=5, poll_interval_ms=50)
+    target = GatedTarget()
+    deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
+    running = asyncio.create_task(deliverer.run())
+    try:
+        async with asyncio.timeout(10):
+            while target.in_flight < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # a further round would claim more if it were allowed to
+        async with sessions() as s:
+            leased = (
+                await s.scalars(select(Delivery.key).where(Delivery.leased_by.is_not(None)))
+            ).all()
+        assert len(leased) == 2 + 5, "two calls in flight and five rows ready"
+        assert target.most_in_flight == 2
+    finally:
+        target.gate.set()
+        deliverer.stop()
+        await running
+
+
+class ReleasedTarget(FakeTarget):
+    """Each call returns when the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Semaphore(0)
+
+    async def deliver(
+        self, entity: Any, body: Any, idempotency_key: str, *, local_id: str | None = None
+    ) -> DeliveryResult:
+        self.in_flight += 1
+        try:
+            await self.release.acquire()
+        finally:
+            self.in_flight -= 1
+        return DeliveryResult(Outcome.delivered, "crm", "customer", 201, f"L-{body['name']}")
+
+
+async def test_a_round_records_the_outcomes_that_came_back_while_it_waited_for_the_store(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # decision 60: on SQLite a round first queues for the write lock behind the flows'
+    # batches; the calls that return meanwhile are recorded in that round, not the next
+    await enqueue(sessions, *[item(f"G-{k}", name=f"G-{k}") for k in range(6)], system="crm")
+    recorded: list[int] = []
+    finish_many = queue.finish_many
+
+    async def counted(s: Any, owner: str, attempts: Any, **kw: Any) -> dict[int, bool]:
+        recorded.append(len(attempts))
+        return await finish_many(s, owner, attempts, **kw)
+
+    monkeypatch.setattr(queue, "finish_many", counted)
+    config = DeliveryConfig(concurrency=6, claim_ahead=0, poll_interval_ms=50)
+    target = ReleasedTarget()
+    deliverer = Deliverer("crm", target, sessions, config)  # type: ignore[arg-type]
+    running = asyncio.create_task(deliverer.run())
+    try:
+        async with asyncio.timeout(10):
+            while target.in_flight < 6:
+                await asyncio.sleep(0.01)
+        async with sessions() as other, other.begin():
+            await other.connection()  # a flow's batch holds the write lock
+            target.release.release()  # one call returns: a round starts, and waits
+            await asyncio.sleep(0.2)
+            for _ in range(5):  # the others return while it waits
+                target.release.release()
+            await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            while deliverer.counters.delivered < 6:
+                await asyncio.sleep(0.01)
+    finally:
+        deliverer.stop()
+        await running
+    assert recorded == [6], "every outcome that was waiting recorded in the one round"
