@@ -25,10 +25,11 @@ from contracts import topics
 from contracts.envelope import Entity, Envelope
 from flows.sync import inventory
 from flows.sync.config import SyncConfig
-from flows.sync.routing import park, parked_ahead, release_parked
+from flows.sync.routing import park, release_parked
 from hub.core.processor import FlowContext, FlowSpec, Item
 from hub.delivery import xref
 from hub.store.models import SourceRecord
+from hub.store.sync_models import Parked
 
 NAME = "sync.inventory"
 ERP, DRP = "erp", "drp"
@@ -58,17 +59,31 @@ class InventoryRouter:
         )
         return {sid: payload for sid, payload in rows.tuples()}
 
+    async def parked_keys(self, ctx: FlowContext, items: list[Item]) -> set[str]:
+        """The batch's ERP stock positions that have a parked posting (one statement; nothing
+        is parked unless stock may wait, so then none is sent)."""
+        keys = {i.env.key for i in items if i.env.source_system == ERP}
+        if not keys or not self._may_wait():
+            return set()
+        rows = await ctx.session.scalars(
+            select(Parked.key).where(
+                Parked.target == DRP, Parked.entity == INVENTORY, Parked.key.in_(sorted(keys))
+            )
+        )
+        return set(rows)
+
     async def arrive(
         self,
         ctx: FlowContext,
         env: Envelope,
         materials: Mapping[str, Mapping[str, Any]],
+        parked: set[str],
         now: datetime,
     ) -> None:
-        key = f"{env.source_system}:{env.source_id}"
+        """``parked``: the positions with a parked posting, kept up to date as this parks."""
+        key = env.key
         if env.source_system == ERP:
-            # nothing is parked unless stock may wait, so the look-up is skipped otherwise
-            if self._may_wait() and await parked_ahead(ctx, DRP, INVENTORY, key):
+            if key in parked:
                 waiting = [f"{INVENTORY}:{key} (an earlier version is parked)"]
                 await park(ctx, NAME, DRP, INVENTORY, key, env, waiting, now)
                 return
@@ -76,6 +91,7 @@ class InventoryRouter:
             missing = self._to_drp(ctx, env, key, material, now)
             if missing:
                 await park(ctx, NAME, DRP, INVENTORY, key, env, missing, now)
+                parked.add(key)
         elif env.source_system == DRP and self.conf.drp_to_erp:
             dealer = inventory.dealer_of(str(env.body["location"]))
             kunnr = None
@@ -124,7 +140,8 @@ def spec(config: SyncConfig) -> FlowSpec:
     async def handle(ctx: FlowContext, items: list[Item]) -> None:
         now = datetime.now(UTC)
         materials = await router.erp_materials(ctx, items)
+        parked = await router.parked_keys(ctx, items)
         for item in items:
-            await router.arrive(ctx, item.env, materials, now)
+            await router.arrive(ctx, item.env, materials, parked, now)
 
     return FlowSpec(name=NAME, topics=[topics.changes(Entity.inventory)], handle=handle)
