@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test test-fast lint chaos bench clean
+.PHONY: install native run demo test test-fast lint chaos bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version'
@@ -15,16 +15,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# The matcher's modules compiled by mypyc (decision 63): built once per version of their
+# sources (~45 s), kept under build/native/; without a C compiler the Python modules serve.
+native: install
+	$(BIN)/python -m flows.identity.build_native build
+
+run: native
 	$(BIN)/eai-hub run
 
-demo: install
+demo: native
 	$(BIN)/eai-hub demo
 
-test: install
+test: native
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: native
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
@@ -33,12 +38,12 @@ lint: install
 	$(BIN)/mypy contracts flows
 	$(BIN)/mypy hub connectors
 
-chaos: install
+chaos: native
 	$(BIN)/python -m pytest -q -m chaos tests/chaos
 
-bench: install
+bench: native
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build/native .pytest_cache .mypy_cache .ruff_cache

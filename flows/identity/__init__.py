@@ -7,6 +7,13 @@ Pure decision logic; the store-backed candidate index and cluster store live in 
     decision = decide(model, config, system, source_id, profile, candidates)
 """
 
+# ruff: noqa: E402 (the compiled build must be on the package path before the imports below)
+
+from flows.identity import native as _native
+
+# before any compiled module is imported: the mypyc build of these very sources, if there is one
+NATIVE = _native.activate(__path__)
+
 from flows.identity.batch import (
     BatchResult,
     InputRow,

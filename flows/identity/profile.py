@@ -93,6 +93,11 @@ class Profile:
                 out[f.name] = value
         return out
 
+    def __reduce__(self) -> tuple[type[Profile], tuple[Any, ...]]:
+        # pickled as its field values, rebuilt by the constructor: compiled (decision 63) the
+        # frozen dataclass's own __setstate__ cannot assign its fields
+        return Profile, profile_values(self)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
         kwargs: dict[str, Any] = {}

@@ -139,11 +139,18 @@ def estimate_u(
     for comp in comparisons:
         counts: Counter[int] = Counter()
         seen = 0
+        # Each pair is drawn in the loop that uses it, not by a generator: compiled (decision
+        # 63), a generator abandoned by `break` had drawn one pair more, which moved every later
+        # draw of the seeded sequence and so the model.
+        every: list[tuple[int, int]] | None = None
         if n >= 2 and n * (n - 1) // 2 <= per_field:
-            pairs: Iterable[tuple[int, int]] = ((i, j) for i in range(n) for j in range(i + 1, n))
-        else:
-            pairs = ((rng.randrange(n), rng.randrange(n)) for _ in range(per_field * 20))
-        for i, j in pairs:
+            every = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        for t in range(len(every) if every is not None else per_field * 20):
+            if every is not None:
+                i, j = every[t]
+            else:
+                i = rng.randrange(n)
+                j = rng.randrange(n)
             if i == j:
                 continue
             evaluated += 1
