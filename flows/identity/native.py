@@ -6,8 +6,8 @@ carry) the same source scores, ranks and fits in about two thirds of the time. A
 to exactly one version of the sources: it lives under `build/native/<digest>/`, the digest
 taken over the compiled modules' text and the interpreter's ABI, and `activate` uses it only
 when the digest of the sources on disk names a finished build. An edited module therefore
-falls back to Python until it is built again (`make install`, `make test` and `make run` do
-that), and nothing stale can be imported. EAI_IDENTITY_NATIVE=0 keeps the Python modules even
+falls back to Python until it is built again (`make native`, which `make run`, `make test` and
+`make bench` run first), and nothing stale can be imported. EAI_IDENTITY_NATIVE=0 keeps the Python modules even
 when a build exists; the results are the same bit for bit (tests/unit/test_identity_compiled.py).
 
     python -m flows.identity.build_native build     # or: status
@@ -24,9 +24,9 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-# the modules compiled, in flows/identity/; everything else there stays Python (normalize is
-# shared with the recordlinkage reference of bench/dedup_speed.py and I/O-bound code gains
-# nothing)
+# the matcher's pure modules in flows/identity/; the rest there (batch orchestration, worker
+# pools, the streaming flow, the store-backed index) waits on processes and I/O, and stays
+# Python
 NATIVE_MODULES = (
     "blocking",
     "profile",

@@ -140,8 +140,8 @@ def estimate_u(
         counts: Counter[int] = Counter()
         seen = 0
         # Each pair is drawn in the loop that uses it, not by a generator: compiled (decision
-        # 63), a generator abandoned by `break` had drawn one pair more, which moved every later
-        # draw of the seeded sequence and so the model.
+        # 63), the generator abandoned by `break` had drawn ahead, which moved every later draw
+        # of the seeded sequence and so the model.
         every: list[tuple[int, int]] | None = None
         if n >= 2 and n * (n - 1) // 2 <= per_field:
             every = [(i, j) for i in range(n) for j in range(i + 1, n)]
