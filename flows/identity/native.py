@@ -7,8 +7,9 @@ to exactly one version of the sources: it lives under `build/native/<digest>/`, 
 taken over the compiled modules' text and the interpreter's ABI, and `activate` uses it only
 when the digest of the sources on disk names a finished build. An edited module therefore
 falls back to Python until it is built again (`make native`, which `make run`, `make test` and
-`make bench` run first), and nothing stale can be imported. EAI_IDENTITY_NATIVE=0 keeps the Python modules even
-when a build exists; the results are the same bit for bit (tests/unit/test_identity_compiled.py).
+`make bench` run first), and nothing stale can be imported. EAI_IDENTITY_NATIVE=0 keeps the
+Python modules even when a build exists; the results are the same bit for bit
+(tests/unit/test_identity_compiled.py).
 
     python -m flows.identity.build_native build     # or: status
 """
