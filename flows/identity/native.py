@@ -165,6 +165,12 @@ class BuildError(RuntimeError):
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     if command == "build":
+        if built_dir() is None or "--force" in argv:
+            print(
+                "compiling the identity matcher with mypyc (about a minute, once per version "
+                "of its sources)...",
+                flush=True,
+            )
         try:
             target = build(force="--force" in argv, verbose="--verbose" in argv)
         except (BuildError, OSError) as exc:
