@@ -14,6 +14,7 @@ import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.synchronize import Event as EventType
 
 from flows.identity.config import IdentityConfig
 from flows.identity.profile import Profile
@@ -32,6 +33,8 @@ from flows.identity.training import (
 _CHUNK = 2000
 # Inputs of running pools, by token (as in batch._FORKED_INPUTS): the workers inherit them.
 _FORKED: dict[int, tuple[str, Sequence[Profile], IdentityConfig]] = {}
+# Set by the worker when it starts the random-pair stage, by token (see random_pair_stage).
+_STARTED: dict[int, EventType] = {}
 
 
 class ForkedFitOffload:
@@ -43,14 +46,23 @@ class ForkedFitOffload:
         profiles: Sequence[Profile],
         pool: ProcessPoolExecutor,
         token: int,
+        started: EventType,
     ) -> None:
         self._entity = entity
         self._profiles = profiles
         self._pool = pool
         self._token = token
+        self._started = started
 
     def random_pair_stage(self) -> Callable[[], RandomPairStage]:
         future: Future[RandomPairStage] = self._pool.submit(_random_pair_stage, self._token)
+        # Returns once the worker has the task. The pool's manager and feeder threads send it
+        # only when they get the GIL, and fit's next steps are compiled code (decision 63) that
+        # never gives it up on its own: the task used to leave only when fit came to wait for
+        # it, 1.3-1.5 s later, and the worker ran while this process waited (4 runs in 5).
+        while not self._started.wait(0.05):
+            if future.done():  # failed to start: its error comes with the result
+                break
         return future.result
 
     def vectors(self, pairs: Sequence[Pair]) -> list[Vector]:
@@ -80,15 +92,18 @@ def fit_offload(
         return
     token = id(profiles)
     _FORKED[token] = (entity, profiles, config)
+    context = multiprocessing.get_context("fork")
+    started = _STARTED[token] = context.Event()  # before the fork: the workers inherit it
     try:
-        context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            yield ForkedFitOffload(entity, profiles, pool, token)
+            yield ForkedFitOffload(entity, profiles, pool, token, started)
     finally:
         del _FORKED[token]
+        del _STARTED[token]
 
 
 def _random_pair_stage(token: int) -> RandomPairStage:
+    _STARTED[token].set()
     entity, profiles, config = _FORKED[token]
     return random_pair_stage(entity, [p for p in profiles if p.usable()], config)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -108,6 +109,35 @@ def test_fit_with_forked_workers_fits_the_same_model_to_the_last_bit(
     for model in (alone, pooled):
         text = json.dumps(model.to_dict(), sort_keys=True)
         assert hashlib.sha256(text.encode()).hexdigest() == MODEL_BEFORE_49
+
+
+def test_the_worker_has_the_random_pair_stage_before_fit_goes_on(
+    prepared: tuple[list[Profile], list[frozenset[str]]],
+) -> None:
+    """Decision 63: while fit runs compiled code, which holds the GIL, the pool's threads cannot
+    send a task; the stage must have reached the worker before fit goes on, so that it runs
+    meanwhile instead of starting when fit comes to wait for it."""
+    profiles, _keys = prepared
+    config = IdentityConfig()
+    usable = [p for p in profiles if p.usable()]
+    started = time.perf_counter()
+    random_pair_stage("customer", usable, config)
+    alone = time.perf_counter() - started
+    with fit_offload("customer", profiles, config, 2) as offload:
+        assert isinstance(offload, fit_pool.ForkedFitOffload)
+        wait = offload.random_pair_stage()
+        assert fit_pool._STARTED[id(profiles)].is_set()
+        # hold the GIL in one C call (no bytecode runs, so no thread switch) for longer than
+        # the stage takes
+        started = time.perf_counter()
+        sum(range(1_000_000))
+        per_million = time.perf_counter() - started
+        sum(range(int((2 * alone + 0.3) / per_million * 1_000_000)))
+        started = time.perf_counter()
+        wait()
+        waited = time.perf_counter() - started
+    assert waited < alone / 2, f"waited {waited:.3f} s for a stage of {alone:.3f} s"
+    assert fit_pool._STARTED == {}
 
 
 def _lines(raw: list[dict[str, object]]) -> str:
