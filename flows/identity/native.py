@@ -125,7 +125,6 @@ def build(*, force: bool = False, verbose: bool = False) -> Path:
             cwd=work,
             capture_output=not verbose,
             text=True,
-            env={**os.environ, "MYPYC_OPT_LEVEL": os.environ.get("MYPYC_OPT_LEVEL", "3")},
             check=False,
         )
         if done.returncode != 0:

@@ -114,7 +114,7 @@ def test_fit_with_forked_workers_fits_the_same_model_to_the_last_bit(
 def test_the_worker_has_the_random_pair_stage_before_fit_goes_on(
     prepared: tuple[list[Profile], list[frozenset[str]]],
 ) -> None:
-    """Decision 63: while fit runs compiled code, which holds the GIL, the pool's threads cannot
+    """Decision 63b: while fit runs compiled code, which holds the GIL, the pool's threads cannot
     send a task; the stage must have reached the worker before fit goes on, so that it runs
     meanwhile instead of starting when fit comes to wait for it."""
     profiles, _keys = prepared
