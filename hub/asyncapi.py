@@ -13,8 +13,15 @@ from contracts.envelope import Entity, Envelope
 
 DESCRIPTIONS = {
     "canonical": "Canonical messages from connectors, keyed by source_system:source_id.",
-    "changes": "Accepted changes only (no duplicates, no stale updates), from the records flow.",
-    "golden": "Golden-record events: upsert, merge, unmerge, with evidence.",
+    "changes": (
+        "Accepted changes only (no duplicates, no stale updates), from the records flow. "
+        "Customers and materials are consumed by the identity flow, which also re-freezes a "
+        "quarantined duplicate its clerk edited, for the sync of golden records."
+    ),
+    "golden": (
+        "Golden-record events: upsert, merge, unmerge, with evidence. The sync of golden "
+        "records (sync.master) consumes these only."
+    ),
     "outbound": (
         "Canonical messages addressed to one target system; its sink delivers them. A hub "
         "that delivers to that system queues its own flows' messages to it in their batch "

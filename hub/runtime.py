@@ -70,6 +70,24 @@ def sync_flows(config: Any) -> list[FlowSpec]:
     ]
 
 
+def link_flows(flows: list[FlowSpec]) -> None:
+    """Let flows that run together share work (decision 65): the identity flow, which consumes
+    every accepted customer and material change, re-freezes duplicates a clerk edited for
+    sync.master in its own transaction, so that sync.master does not consume every change a
+    second time only for those. Without sync.master among `flows`, nothing is re-frozen, as
+    before. Specs are assembled by `default_flows` or by the caller: linked here, in whatever
+    list the hub runs, each time it starts."""
+    from flows.identity import flow as identity
+    from flows.sync import master_flow
+
+    masters = [m for m in (master_flow.flow_of(f) for f in flows) if m is not None]
+    refreeze = masters[0].refreeze if masters else None
+    for f in flows:
+        ident = identity.flow_of(f)
+        if ident is not None:
+            ident.on_held = refreeze
+
+
 @dataclass
 class Hub:
     settings: Settings
@@ -111,6 +129,7 @@ class Hub:
 
     async def start(self) -> None:
         s = self.settings
+        link_flows(self.flows)  # before any runner or replay can use them
         self.engine = db.create_engine(s.database_url)
         await db.check_reachable(self.engine, s.database_connect_timeout_s)
         await db.migrate(self.engine)

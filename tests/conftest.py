@@ -88,16 +88,28 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-async def sessions(sqlite_url: str) -> AsyncIterator[object]:
+async def _migrated(url: str) -> AsyncIterator[object]:
     from hub.store import db
 
-    engine = db.create_engine(sqlite_url)
+    engine = db.create_engine(url)
     await db.migrate(engine)
     try:
         yield db.sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(sqlite_url: str) -> AsyncIterator[object]:
+    async for made in _migrated(sqlite_url):
+        yield made
+
+
+@pytest.fixture
+async def store_sessions(store_url: str) -> AsyncIterator[object]:
+    """Sessions on a migrated fresh store of each kind (``store_url``)."""
+    async for made in _migrated(store_url):
+        yield made
 
 
 def hub_env(**extra: str) -> dict[str, str]:

@@ -15,8 +15,13 @@ transaction (exactly-once effect through the core's ledger):
    source_id = golden id, source_system ``hub``, source_version = the golden record's version,
    trace = the cause's trace + the origin system (so the sync flow never echoes a change back
    to where it came from); body = the golden record + ``golden_id``, ``members``, ``winners``;
-4. writes profiles (version-checked), postings and key counts, members, review items,
-   identity events and, on PostgreSQL, the batch's outbox rows (the golden events) in bulk:
+4. when the hub runs sync.master beside it (``on_held``, set by ``hub.runtime.link_flows``),
+   hands it the batch's changes of records a cross-reference holds, with their keys, read by
+   the prefetch: sync.master re-freezes an edited duplicate there, in this transaction
+   (decision 65), instead of consuming every change a second time;
+5. writes profiles (version-checked), postings and key counts, members, review items,
+   identity events and, on PostgreSQL, the batch's outbox rows (the golden events, and step
+   4's re-freezes when they go to a topic) in bulk:
    one statement on PostgreSQL (``store_index.write_batch``).
 
 A one-record batch on PostgreSQL sends two or three statements of its own (prefetch, state of
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +78,11 @@ from hub.store.identity_models import (
 )
 
 NAME = "identity"
+
+# Called in the batch's transaction, before its writes, with the entity and each change of
+# the batch whose record a cross-reference holds, with that key (read by the batch's
+# prefetch). The hub sets it to the sync flow's re-freeze of edited duplicates (decision 65).
+HeldChanges = Callable[[FlowContext, str, list[tuple[Envelope, str]]], None]
 
 
 def default_model(entity: str, config: IdentityConfig | None = None) -> Model:
@@ -165,6 +175,7 @@ class IdentityFlow:
         for entity in ENTITIES:
             self.models.setdefault(entity, default_model(entity, self.config))
         self.survivorship = survivorship or SurvivorshipConfig()
+        self.on_held: HeldChanges | None = None
 
     async def handle(self, ctx: FlowContext, items: list[Item]) -> None:
         groups: dict[str, list[Item]] = defaultdict(list)
@@ -275,6 +286,11 @@ class IdentityFlow:
             )
             ctx.emit(topic, env, key=gid)
 
+        if self.on_held is not None:
+            held = [(r.item.env, index.held_by[r.pair]) for r in rows if r.pair in index.held_by]
+            if held:
+                # before _write: on PostgreSQL it takes the outbox rows emitted so far
+                self.on_held(ctx, entity, held)
         await self._write(ctx, entity, index, steps, final, sources, bumps, now)
 
     async def _write(

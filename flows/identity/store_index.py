@@ -152,6 +152,9 @@ class BatchIndex:
         self.xref: dict[Pair, str] = {}
         self.known: frozenset[Pair] = frozenset()  # pairs that had a member row when loaded
         self.sources: dict[Pair, MemberRecord] = {}  # the batch's own source records
+        # the cross-reference key each of the batch's records is held under, duplicate keys
+        # included: the sync flow's re-freeze reads it here, without a query of its own
+        self.held_by: dict[Pair, str] = {}
         # changes
         self.dirty: set[str] = set()
         self.links: dict[Pair, str] = {}
@@ -235,6 +238,7 @@ class BatchIndex:
         # become a second golden record or land in review.
         for system, local_id, key in sorted(xrefs):
             pair = (system, local_id)
+            self.held_by[pair] = key
             adopt = key.startswith("G-") and "~" not in key
             if adopt and pair in wanted_pairs and pair not in self.known:
                 self.xref[pair] = key

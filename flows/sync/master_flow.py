@@ -10,6 +10,11 @@ Per golden event, in the batch's store transaction:
 3. emits the body to ``outbound.<system>`` of every subscriber except the origin, keyed by the
    golden id; the delivery runtime turns that into a create or an update by the
    cross-reference and records the id a system gives.
+
+The flow consumes golden events only. A duplicate copy that its clerk edits is frozen again
+by ``MasterSyncFlow.refreeze``, which the hub lends to the identity flow: that flow consumes
+every accepted change anyway and reads the change's cross-reference in its prefetch
+(decision 65).
 """
 
 from __future__ import annotations
@@ -227,6 +232,8 @@ class MasterSyncFlow:
 
     async def handle(self, ctx: FlowContext, items: list[Item]) -> None:
         now = datetime.now(UTC)
+        # the flow no longer subscribes to changes (the identity flow hands it those it needs,
+        # decision 65), but a replay of a changes topic into it still re-freezes as before
         edits = [i for i in items if i.rec.topic.startswith(CHANGES_PREFIX)]
         if edits:
             await self._refreeze(ctx, edits)
@@ -263,26 +270,40 @@ class MasterSyncFlow:
         await batch.flush(ctx.session)
 
     async def _refreeze(self, ctx: FlowContext, items: list[Item]) -> None:
-        """A copy quarantined as a duplicate that its clerk edits (and so unfreezes) is frozen
-        again: its golden record may not change at all, so no golden event would tell us."""
+        """Changes replayed into this flow: the look-up the identity flow's prefetch does on
+        the live path, then the same re-freeze."""
         wanted = [(i.env.entity.value, i.env.source_system, i.env.source_id) for i in items]
         held = await xref.holders(ctx.session, wanted)
+        by_entity: dict[str, list[tuple[Envelope, str]]] = {}
         for item, ids in zip(items, wanted, strict=True):
             key = held.get(ids)
-            env = item.env
-            if key is None or DUPLICATE_MARK not in key or env.op is Op.delete:
+            if key is not None:
+                by_entity.setdefault(ids[0], []).append((item.env, key))
+        for entity, changes in by_entity.items():
+            self.refreeze(ctx, entity, changes)
+
+    def refreeze(self, ctx: FlowContext, entity: str, changes: list[tuple[Envelope, str]]) -> None:
+        """A copy quarantined as a duplicate that its clerk edits (and so unfreezes) is frozen
+        again: its golden record may not change at all, so no golden event would tell us.
+
+        ``changes``: accepted changes of ``entity`` with the cross-reference key holding their
+        record. Called in the identity flow's batch transaction (``IdentityFlow.on_held``),
+        which consumes every change anyway: this flow would otherwise consume each change a
+        second time only for this."""
+        conf = self.config.master.get(entity)  # type: ignore[call-overload]
+        if conf is None or not conf.subscribers or conf.deletes == "ignore":
+            return
+        for env, key in changes:
+            if DUPLICATE_MARK not in key or env.op is Op.delete:
                 continue
             if env.body.get("frozen") is True or "quarantine" in (env.body.get("attributes") or {}):
                 continue  # still quarantined (or our own quarantine coming back)
-            conf = self.config.master.get(ids[0])  # type: ignore[call-overload]
-            if conf is None or conf.deletes == "ignore":
-                continue
             gid = key.partition(DUPLICATE_MARK)[0]
             reason = (
                 f"duplicate of golden record {gid}: edited in {env.source_system}, frozen again"
             )
-            body = master.quarantine(ids[0], dict(env.body), reason)
-            ctx.emit(topics.outbound(env.source_system), _fresh(env, ids[0], key, body), key=key)
+            body = master.quarantine(entity, dict(env.body), reason)
+            ctx.emit(topics.outbound(env.source_system), _fresh(env, entity, key, body), key=key)
 
     def _one(
         self,
@@ -437,9 +458,17 @@ def spec(config: SyncConfig) -> FlowSpec:
     entities: Sequence[str] = [e for e, m in config.master.items() if m.subscribers]
     return FlowSpec(
         name=NAME,
-        # golden events, and accepted changes to re-freeze duplicates a clerk unfroze
-        topics=[topics.golden(e) for e in entities] + [topics.changes(e) for e in entities],
+        # golden events only: edited duplicates are re-frozen by ``refreeze`` in the identity
+        # flow's transaction (the hub wires it, ``hub.runtime.link_flows``; decision 65)
+        topics=[topics.golden(e) for e in entities],
         handle=flow.handle,
         # golden events carry golden_id/members/winners beside the record's fields
         validate_body=False,
     )
+
+
+def flow_of(spec_: FlowSpec) -> MasterSyncFlow | None:
+    """The MasterSyncFlow behind a spec built by `spec()`, to lend its re-freeze to the
+    identity flow."""
+    owner = getattr(spec_.handle, "__self__", None)
+    return owner if isinstance(owner, MasterSyncFlow) else None

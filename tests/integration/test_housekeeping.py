@@ -5,7 +5,6 @@ of an older dead letter refuse to overwrite newer data."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from connectors.common.sink import Outcome
 from hub import housekeeping
 from hub.delivery import queue
 from hub.housekeeping import Housekeeper, Retention
-from hub.store import db
 from hub.store.delivery_models import Delivery
 from hub.store.models import OutboxRow
 from tests.unit.test_delivery_queue import claim, enqueue, finish, item
@@ -28,13 +26,8 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-async def sessions(store_url: str) -> AsyncIterator[Any]:
-    engine = db.create_engine(store_url)
-    await db.migrate(engine)
-    try:
-        yield db.sessionmaker(engine)
-    finally:
-        await engine.dispose()
+def sessions(store_sessions: Any) -> Any:
+    return store_sessions
 
 
 async def outbox(sessions: Any, *sent_ago: float | None) -> None:
