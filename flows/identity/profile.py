@@ -165,6 +165,8 @@ def merge_profiles(cluster: Profile, member: Profile, limit: int = 12) -> Profil
 
 def _union(left: tuple[str, ...], right: tuple[str, ...], limit: int) -> tuple[str, ...]:
     """`_uniq((*left, *right))[:limit]`."""
+    if not left and not right:
+        return left  # the fields a customer's profile never has: most of a merge's fields
     seen = dict.fromkeys((*left, *right) if right else left)
     seen.pop("", None)
     return tuple(seen)[:limit]

@@ -112,7 +112,7 @@ class ClusterStore(Protocol):
 
 
 def rank_candidates(
-    postings: Mapping[str, set[str] | None], keys: Iterable[str], limit: int
+    postings: dict[str, set[str] | None], keys: Iterable[str], limit: int
 ) -> list[str]:
     """Golden ids sharing a key: most families of keys shared first, then the rarest key
     shared (fewest golden ids under it), then most keys, then id.
@@ -145,32 +145,45 @@ def rank_candidates(
         # every key shared leads to one and the same golden record (a duplicate of a record
         # seen before: ~15% of a batch's records); nothing to rank
         return list(found[0])
-    # smaller postings last, so each id keeps the size of the rarest key it shares (in C)
-    rarest: dict[str, int] = {}
-    for ids in sorted(found, key=len, reverse=True):
-        rarest.update(dict.fromkeys(ids, len(ids)))
-    # plain dicts: a record's keys share about a dozen ids, too few for Counter to pay off
-    shared: dict[str, int] = {}
-    families: dict[str, int] = {}
-    for sets in by_family.values():
-        if len(sets) == 1:
-            for gid in sets[0]:
-                shared[gid] = shared.get(gid, 0) + 1
-                families[gid] = families.get(gid, 0) + 1
-            continue
+    # one record per id, updated once per posting it is in (four dict operations per id and
+    # posting before: rarest, shared and families kept in three dicts)
+    stats: dict[str, _Shared] = {}
+    for family_index, sets in enumerate(by_family.values()):
         for ids in sets:
+            size = len(ids)
             for gid in ids:
-                shared[gid] = shared.get(gid, 0) + 1
-        for gid in set().union(*sets):
-            families[gid] = families.get(gid, 0) + 1
+                st = stats.get(gid)
+                if st is None:
+                    stats[gid] = _Shared(size, family_index)
+                    continue
+                st.shared += 1
+                if size < st.rarest:
+                    st.rarest = size
+                if st.family != family_index:
+                    st.family = family_index
+                    st.families += 1
 
     def order(gid: str) -> tuple[int, int, int, str]:
-        return -families[gid], rarest[gid], -shared[gid], gid
+        st = stats[gid]
+        return -st.families, st.rarest, -st.shared, gid
 
-    if len(shared) <= limit:
-        return sorted(shared, key=order)
+    if len(stats) <= limit:
+        return sorted(stats, key=order)
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
-    return heapq.nsmallest(limit, shared, key=order)
+    return heapq.nsmallest(limit, stats, key=order)
+
+
+class _Shared:
+    """What `rank_candidates` orders one golden id by: families of keys it shares with the
+    record, the size of the rarest of those keys and how many keys."""
+
+    __slots__ = ("families", "family", "rarest", "shared")
+
+    def __init__(self, rarest: int, family: int) -> None:
+        self.families = 1
+        self.rarest = rarest
+        self.shared = 1
+        self.family = family  # the last family counted
 
 
 _ABSENT: set[str] = set()  # InMemoryIndex.add: a key not seen yet (never filled)

@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from flows.identity.blocking import blocking_keys, key_family
@@ -34,7 +36,9 @@ from flows.identity.scoring import (
     Model,
     TermFrequencies,
     bucket_of,
+    compare_direct,
     comparison_vector,
+    direct_number,
 )
 
 Vector = tuple[int, ...]
@@ -101,14 +105,18 @@ def term_frequencies(
         getter = TF_VALUES.get(comp.name)
         if not comp.adjusted_levels or getter is None:
             continue
-        counts: Counter[str] = Counter()
+        # a plain dict and Counter.most_common's own selection: Counter.update is Python code,
+        # a call per profile and comparison that cost more than the counting (~600,000 a batch)
+        counts: dict[str, int] = {}
         total = 0
         for p in profiles:
             values = set(getter(p))
             if values:
                 total += 1
-                counts.update(values)
-        common = {v: c for v, c in counts.most_common(keep) if c >= 2}
+                for v in values:
+                    counts[v] = counts.get(v, 0) + 1
+        most = heapq.nlargest(keep, counts.items(), key=itemgetter(1))
+        common = {v: c for v, c in most if c >= 2}
         out[comp.name] = TermFrequencies(total, common)
     return out
 
@@ -136,6 +144,8 @@ def estimate_u(
     out: dict[str, tuple[float, ...]] = {}
     evaluated = 0
     entity = profiles[0].entity if profiles else "customer"
+    getrandbits = rng.getrandbits
+    bits = n.bit_length()
     for comp in comparisons:
         counts: Counter[int] = Counter()
         seen = 0
@@ -145,16 +155,28 @@ def estimate_u(
         every: list[tuple[int, int]] | None = None
         if n >= 2 and n * (n - 1) // 2 <= per_field:
             every = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        direct = direct_number(comp.compare)
         for t in range(len(every) if every is not None else per_field * 20):
             if every is not None:
                 i, j = every[t]
-            else:
-                i = rng.randrange(n)
+            elif n < 2:
+                i = rng.randrange(n)  # no pair to draw; randrange raises on an empty range
                 j = rng.randrange(n)
+            else:
+                # rng.randrange(n) spelled out as CPython's Random does it (_randbelow): the
+                # same draws without randrange's Python-level argument handling, twice per pair
+                # of up to 1.2M pairs (tests/unit/test_identity_training.py checks the sequence)
+                i = getrandbits(bits)
+                while i >= n:
+                    i = getrandbits(bits)
+                j = getrandbits(bits)
+                while j >= n:
+                    j = getrandbits(bits)
             if i == j:
                 continue
             evaluated += 1
-            level = comp.compare(profiles[i], profiles[j], False)[0]
+            a, b = profiles[i], profiles[j]
+            level = (compare_direct(direct, a, b) if direct else comp.compare(a, b, False))[0]
             if level != NULL:
                 counts[level] += 1
                 seen += 1
@@ -220,10 +242,16 @@ def _em(
 
 
 def _postings(keys_per_record: Sequence[Set[str]], cap: int) -> dict[str, list[int]]:
-    postings: dict[str, list[int]] = defaultdict(list)
+    # a plain dict, not a defaultdict: compiled, its lookups are direct calls where the
+    # defaultdict's went through the generic item protocol and __missing__ (~1M keys a batch)
+    postings: dict[str, list[int]] = {}
     for i, ks in enumerate(keys_per_record):
         for k in ks:
-            postings[k].append(i)
+            members = postings.get(k)
+            if members is None:
+                postings[k] = [i]
+            else:
+                members.append(i)
     return {k: v for k, v in postings.items() if 2 <= len(v) <= cap}
 
 

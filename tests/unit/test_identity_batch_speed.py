@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import uuid
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flows.identity import batch, resolver
+from flows.identity import batch, resolver, scoring, training
 from flows.identity.batch import InputRow, gc_paused, normalize_rows, run_batch
 from flows.identity.blocking import FAMILIES, key_family
 from flows.identity.config import IdentityConfig
@@ -64,6 +65,79 @@ def test_quiet_scoring_adds_up_to_the_same_bits_as_explained_scoring(
             )
             adjusted += any(e.tf_adjustment for e in told.evidence)
     assert adjusted > 50, "the pairs must exercise term-frequency adjustments"
+
+
+@pytest.mark.parametrize("entity", ["customer", "material"])
+def test_every_comparison_is_called_directly_and_answers_as_its_function(entity: str) -> None:
+    # decision 64: the quiet scorer calls each level function by its number; a number that
+    # named another function would score every pair of a batch on the wrong field
+    gen = pytest.importorskip(
+        "bench.data.gen_customers" if entity == "customer" else "bench.data.gen_materials"
+    )
+    raw, _truth = gen.generate(300, 5, "cn") if entity == "customer" else gen.generate(300, 5)
+    rows = [InputRow(r["source_system"], r["source_id"], r["record"]) for r in raw]
+    profiles, _keys = normalize_rows(entity, rows, IdentityConfig())
+    rng = random.Random(11)
+    pairs = [(rng.choice(profiles), rng.choice(profiles)) for _ in range(400)]
+    pairs += list(itertools.pairwise(profiles))  # neighbours: some duplicates
+    for comparison in COMPARISONS[entity]:
+        direct = scoring.direct_number(comparison.compare)
+        assert direct, f"{comparison.name} is not called directly"
+        answers = Counter()
+        for a, b in pairs:
+            expected = comparison.compare(a, b, False)
+            assert scoring.compare_direct(direct, a, b) == expected, comparison.name
+            answers[expected[0]] += 1
+        assert len(answers) > 1 or comparison.name in ("id", "weak_id", "email"), (
+            f"{comparison.name}: the pairs must reach more than one level, got {answers}"
+        )
+
+
+def _estimate_u_with_randrange(
+    comparisons: tuple[Comparison, ...], profiles: list[Profile], max_pairs: int, rng: random.Random
+) -> tuple[dict[str, tuple[int, ...]], int]:
+    # the random pairs as estimate_u drew them before decision 64: rng.randrange per index
+    n = len(profiles)
+    per_field = max(max_pairs // len(comparisons), 100)
+    levels: dict[str, tuple[int, ...]] = {}
+    evaluated = 0
+    for comp in comparisons:
+        seen: list[int] = []
+        for _t in range(per_field * 20):
+            i, j = rng.randrange(n), rng.randrange(n)
+            if i == j:
+                continue
+            evaluated += 1
+            level = comp.compare(profiles[i], profiles[j], False)[0]
+            if level != NULL:
+                seen.append(level)
+                if len(seen) >= per_field:
+                    break
+        levels[comp.name] = tuple(Counter(seen)[lv] for lv in range(len(comp.labels)))
+    return levels, evaluated
+
+
+@pytest.mark.parametrize("n", [300, 257, 1000])
+def test_random_pairs_for_u_are_the_draws_randrange_makes(rows: list[InputRow], n: int) -> None:
+    # decision 64: estimate_u draws its indices with getrandbits as CPython's randrange does;
+    # the same pairs, the same u, and the sequence left where fit's next draws expect it
+    profiles, _keys = normalize_rows("customer", rows, IdentityConfig())
+    profiles = (profiles * 3)[:n]  # 257: just over a power of two, most draws rejected
+    comparisons = COMPARISONS["customer"]
+    max_pairs = 1600  # 200 per comparison, from fewer records than that: every draw counts
+    ours_rng, theirs_rng = random.Random(5), random.Random(5)
+    u, evaluated = training.estimate_u(comparisons, profiles, {}, max_pairs, ours_rng)
+    levels, expected_evaluated = _estimate_u_with_randrange(
+        comparisons, profiles, max_pairs, theirs_rng
+    )
+    assert evaluated == expected_evaluated
+    assert ours_rng.getstate() == theirs_rng.getstate()
+    for comp in comparisons:
+        seen = sum(levels[comp.name])
+        if seen >= 50:  # below that estimate_u keeps the default u
+            floor = 0.5 / seen
+            share = [max(c / seen, floor) for c in levels[comp.name]]
+            assert u[comp.name][0] == share[0], comp.name
 
 
 def _ranked_by_full_sort(
