@@ -471,6 +471,7 @@ _DIRECT: dict[Callable[[Profile, Profile, bool], Outcome], int] = {
     _cmp_grade: 14,
 }
 
+
 def direct_number(compare: Callable[[Profile, Profile, bool], Outcome]) -> int:
     """The number `compare_direct` calls `compare` by; 0 for a function it does not know."""
     return _DIRECT.get(compare, 0)
