@@ -165,7 +165,7 @@ def estimate_u(
             else:
                 # rng.randrange(n) spelled out as CPython's Random does it (_randbelow): the
                 # same draws without randrange's Python-level argument handling, twice per pair
-                # of up to 1.2M pairs (tests/unit/test_identity_training.py checks the sequence)
+                # of up to 1.2M pairs (tests/unit/test_identity_batch_speed.py checks the sequence)
                 i = getrandbits(bits)
                 while i >= n:
                     i = getrandbits(bits)
