@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hub.store.sqlite_onehop import onehop_dbapi
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -61,7 +63,8 @@ def create_engine(url: str) -> AsyncEngine:
                 raise StoreUnavailable(
                     f"database path {path} is not writable: cannot create {path.parent}: {exc}"
                 ) from exc
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # one thread hop per statement instead of three or four (decision 66)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, module=onehop_dbapi())
         _sqlite_transactions(engine)
         return engine
     # Twenty kept, none beyond: the same ceiling per process as 10 + 10 overflow, without
