@@ -137,18 +137,11 @@ class OutboxRelay:
             # (tests/chaos/test_broker_restart.py: 55 refused and 55 acknowledged-and-lost in
             # one batch). The whole batch goes out again; consumers' ledgers drop what arrived.
             sent = []
-        async with self.sessions() as s, s.begin():
-            if sent:
-                await s.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent)).values(sent_at=now))
-            if errors:
-                await s.execute(
-                    update(_OUTBOX)
-                    .where(_OUTBOX.c.id.in_([r.id for r in rows]))
-                    .values(lease_until=None, last_error=str(errors[0])[:1000])
-                )
-        self.published += len(sent)
-        metrics.OUTBOX_PUBLISHED.inc(len(sent))
         if self.on_published is not None and not errors:
+            # before the mark, not after it (decision 66): the broker has the records, and the
+            # mark's transaction may queue for the store (SQLite's write gate) behind the very
+            # flows waiting for them. A relay that dies before its mark publishes these again
+            # when their lease ends, as it always did; the flows' ledgers drop the copies.
             self.on_published(
                 [
                     InboundRecord(
@@ -163,6 +156,17 @@ class OutboxRelay:
                     for r, md in zip(rows, cast(list[Any], results), strict=True)
                 ]
             )
+        async with self.sessions() as s, s.begin():
+            if sent:
+                await s.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent)).values(sent_at=now))
+            if errors:
+                await s.execute(
+                    update(_OUTBOX)
+                    .where(_OUTBOX.c.id.in_([r.id for r in rows]))
+                    .values(lease_until=None, last_error=str(errors[0])[:1000])
+                )
+        self.published += len(sent)
+        metrics.OUTBOX_PUBLISHED.inc(len(sent))
         if errors:
             self.failures += len(errors)
             self.last_error = str(errors[0])

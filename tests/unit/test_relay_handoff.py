@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.core.inbound import InboundRecord
@@ -54,6 +55,54 @@ async def test_the_relay_tells_what_it_published_with_the_brokers_offsets(
         ("changes.customer", 0, 40, b"a", b"va"),
         ("changes.customer", 0, 41, b"b", b"vb"),
     ]
+
+
+class _HeldProducer(_Producer):
+    """Acknowledges nothing until `go` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def send(
+        self, topic: str, *, value: bytes, key: bytes | None, headers: object
+    ) -> asyncio.Future[Any]:
+        self.sending.set()
+        await self.go.wait()
+        return await super().send(topic, value=value, key=key, headers=headers)
+
+
+async def test_the_hand_off_does_not_wait_for_the_store_to_mark_the_rows_sent(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Decision 66: with another writer holding SQLite's write gate (a flow's batch) when the
+    broker acknowledges, the flows are told at once; the rows are marked sent once the
+    writer is done."""
+    now = datetime.now(UTC)
+    async with sessions() as s, s.begin():
+        s.add(
+            OutboxRow(topic="changes.customer", key=b"a", value=b"va", headers=[], created_at=now)
+        )
+    producer = _HeldProducer()
+    relay = OutboxRelay(sessions, producer, batch_size=10)  # type: ignore[arg-type]
+    told: list[InboundRecord] = []
+    relay.on_published = told.extend
+    task = asyncio.create_task(relay.publish_once())
+    await asyncio.wait_for(producer.sending.wait(), 5)  # claimed, being published
+    async with sessions() as writer, writer.begin():
+        # the write gate is this transaction's until it ends
+        await writer.execute(update(OutboxRow).where(OutboxRow.id < 0).values(attempts=0))
+        producer.go.set()
+        for _ in range(200):
+            if told:
+                break
+            await asyncio.sleep(0.01)
+        assert [r.key for r in told] == [b"a"]
+        assert not task.done()  # the mark waits for the writer
+    assert await asyncio.wait_for(task, 5) == 1
+    async with sessions() as s:
+        assert (await s.execute(select(OutboxRow.sent_at))).scalar_one() is not None
 
 
 class _Consumer:
