@@ -130,7 +130,9 @@ def rank_candidates(
     for key in keys:
         ids = postings.get(key)
         if ids:
-            family = FAMILIES.get(key.partition(":")[0], "other")  # key_family(key)
+            # key_family(key), without the split's list and tail string
+            cut = key.find(":")
+            family = FAMILIES.get(key[:cut] if cut >= 0 else key, "other")
             sets = by_family.get(family)
             if sets is None:
                 by_family[family] = [ids]

@@ -264,19 +264,20 @@ def _cmp_tagged(
     """
     if not left or not right:
         return NULL, "", ""
-    # a loop, not a set of the right side's values: both sides hold one or two values mostly
+    # loops, not sets of the right side's values or tags: both sides hold one or two values
+    # mostly. Every value is "<tag>:<value>" (profile.build_profile), so the right side's value
+    # is compared in place after its tag instead of sliced out for every pair.
     for p in left:
         value = p[2:]
+        size = len(p)
         for q in right:
-            if q[2:] == value:
+            if len(q) == size and q.startswith(value, 2):
                 return 0, value, f"{value!r} on both" if explain else ""
-    tags = {p[0] for p in right if p[0] != contact}
     for p in left:
-        if p[0] in tags:
-            if not explain:
-                return 1, "", ""
-            other = next(q for q in right if q[0] == p[0])
-            return 1, "", f"{p[2:]!r} vs {other[2:]!r}"
+        tag = p[0]
+        for q in right:
+            if q[0] == tag and tag != contact:
+                return 1, "", f"{p[2:]!r} vs {q[2:]!r}" if explain else ""
     return NULL, "", ""
 
 
@@ -362,18 +363,26 @@ def _cmp_strong_id(a: Profile, b: Profile, explain: bool = False) -> Outcome:
     """
     if not a.strong_ids or not b.strong_ids:
         return NULL, "", ""
-    right: dict[str, set[str]] = {}
-    for scheme, value in b.strong_ids:
-        right.setdefault(scheme, set()).add(value)
+    # loops over the few ids on each side, not a dict of sets built for every pair scored
     shared: Outcome | None = None
     for scheme, value in a.strong_ids:
-        others = right.get(scheme)
-        if not others:
+        same_scheme = False
+        found = False
+        for other_scheme, other in b.strong_ids:
+            if other_scheme == scheme:
+                same_scheme = True
+                if other == value:
+                    found = True
+                    break
+        if not same_scheme:
             continue
-        if value in others:
+        if found:
             shared = shared or (0, value, f"{scheme} {value} on both" if explain else "")
-        elif not any(v == value for s, v in a.strong_ids if s == scheme and v in others):
-            detail = f"{scheme} {value} vs {', '.join(sorted(others))}" if explain else ""
+        else:
+            # another id of the scheme only: a conflict (a cluster holding two credit codes
+            # must not pull in a third entity through one of them)
+            others = sorted({v for s, v in b.strong_ids if s == scheme}) if explain else []
+            detail = f"{scheme} {value} vs {', '.join(others)}" if explain else ""
             return 1, value, detail
     return shared or (NULL, "", "")
 
