@@ -130,7 +130,7 @@ def rank_candidates(
     for key in keys:
         ids = postings.get(key)
         if ids:
-            # key_family(key), without the split's list and tail string
+            # key_family(key) without partition's tuple and tail string
             cut = key.find(":")
             family = FAMILIES.get(key[:cut] if cut >= 0 else key, "other")
             sets = by_family.get(family)

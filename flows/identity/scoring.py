@@ -275,8 +275,10 @@ def _cmp_tagged(
                 return 0, value, f"{value!r} on both" if explain else ""
     for p in left:
         tag = p[0]
+        if tag == contact:  # a contact person's value disagrees with nothing
+            continue
         for q in right:
-            if q[0] == tag and tag != contact:
+            if q[0] == tag:
                 return 1, "", f"{p[2:]!r} vs {q[2:]!r}" if explain else ""
     return NULL, "", ""
 
