@@ -64,7 +64,8 @@ def test_a_slice_comes_back_from_the_workers_file_as_pickle_brought_it(
     token = id(rows)
     batch._FORKED_INPUTS[token] = (entity, "86", rows)
     try:
-        path = batch._normalize_slice(token, 0, len(rows), str(tmp_path))
+        path = str(tmp_path / "slice.marshal")
+        batch._normalize_slice(token, 0, len(rows), path)
     finally:
         del batch._FORKED_INPUTS[token]
     # plain values only: loading them runs no code and builds no object of ours
