@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from rapidfuzz.distance import JaroWinkler
 
@@ -171,8 +171,18 @@ def rank_candidates(
 
     if len(stats) <= limit:
         return sorted(stats, key=order)
+    if len(stats) <= _SORT_ALL_UP_TO:
+        # heapq.nsmallest is Python code: for a few dozen ids one sort in C is 2-3x faster
+        # (decision 69); most records sharing keys with more than `limit` ids share them
+        # with fewer than 30
+        return sorted(stats, key=order)[:limit]
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
     return heapq.nsmallest(limit, stats, key=order)
+
+
+# up to this many ids sorting them all is faster than heapq.nsmallest (measured: 2.7 against
+# 5.6 us for 20 ids, 6.1 against 8.9 for 40, 13.6 against 12.2 for 80)
+_SORT_ALL_UP_TO: Final = 64
 
 
 class _Shared:

@@ -161,15 +161,19 @@ def _ranked_by_full_sort(
     return [gid for *_, gid in ranked[:limit]]
 
 
-def test_candidate_ranking_equals_a_full_sort() -> None:
+@pytest.mark.parametrize(("ids", "largest"), [(60, 6), (300, 45)])
+def test_candidate_ranking_equals_a_full_sort(ids: int, largest: int) -> None:
+    # (300, 45): dozens to hundreds of ids share a key with the record, past the number up to
+    # which they are all sorted (decision 69) and below it
     rng = random.Random(7)
     prefixes = sorted(FAMILIES)
-    gids = [f"G-{i:03d}" for i in range(60)]
+    gids = [f"G-{i:03d}" for i in range(ids)]
     for _case in range(300):
         postings: dict[str, set[str] | None] = {}
         for k in range(rng.randrange(1, 25)):
             key = f"{rng.choice(prefixes)}:{k}"
-            postings[key] = None if rng.random() < 0.1 else set(rng.sample(gids, rng.randrange(6)))
+            size = rng.randrange(largest)
+            postings[key] = None if rng.random() < 0.1 else set(rng.sample(gids, size))
         keys = [k for k in postings if rng.random() < 0.8] + ["nm:absent"]
         limit = rng.randrange(1, 10)
         assert rank_candidates(postings, keys, limit) == _ranked_by_full_sort(postings, keys, limit)
