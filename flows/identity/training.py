@@ -343,8 +343,12 @@ def fit(
         keys_per_record = [blocking_keys(p) for p in profiles]
     postings = _postings(keys_per_record, config.block_cap)
     by_family: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(postings):
+    for key in postings:
         by_family[key_family(key)].append(key)
+    for grouped in by_family.values():
+        # each family's keys in order, as when they were taken from all keys sorted: fewer
+        # comparisons in several small sorts than in one of all 165,000 (decision 69)
+        grouped.sort()
     prior_ids, prior_families = _prior_pair_ids(profiles, postings, config, report)
 
     tf, u, report.random_pairs, rng_state = wait()
@@ -614,18 +618,25 @@ def _prior_pair_ids(
     # full, later keys add only their family to pairs already in it
     pair_ids: dict[int, set[str]] = {}
     full = False
+    # the settings read once, not per key (a pydantic attribute is a Python-level look-up),
+    # and each pair id computed once (decision 69)
+    block_size = config.prior_block_size
+    max_pairs = config.prior_max_pairs
     for key, members in postings.items():
-        if len(members) > config.prior_block_size:
+        size = len(members)
+        if size > block_size:
             continue
         family = key_family(key)
-        for a in range(len(members)):
-            for b in range(a + 1, len(members)):
-                found = pair_ids.get(members[a] * n + members[b])
+        for a in range(size - 1):
+            base = members[a] * n
+            for b in range(a + 1, size):
+                pid = base + members[b]
+                found = pair_ids.get(pid)
                 if found is not None:
                     found.add(family)
                 elif not full:
-                    pair_ids[members[a] * n + members[b]] = {family}
-        full = full or len(pair_ids) > config.prior_max_pairs
+                    pair_ids[pid] = {family}
+        full = full or len(pair_ids) > max_pairs
     report.prior_pairs = len(pair_ids)
     by_kind: dict[str, list[int]] = defaultdict(list)
     for pid in sorted(pair_ids):
