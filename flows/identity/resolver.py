@@ -169,12 +169,9 @@ def rank_candidates(
         st = stats[gid]
         return -st.families, st.rarest, -st.shared, gid
 
-    if len(stats) <= limit:
-        return sorted(stats, key=order)
     if len(stats) <= _SORT_ALL_UP_TO:
         # heapq.nsmallest is Python code: for a few dozen ids one sort in C is 2-3x faster
-        # (decision 69); most records sharing keys with more than `limit` ids share them
-        # with fewer than 30
+        # (decision 69); nearly every record shares keys with fewer than 30 ids
         return sorted(stats, key=order)[:limit]
     # nsmallest(n, x) == sorted(x)[:n], without sorting every id that shares a key
     return heapq.nsmallest(limit, stats, key=order)
